@@ -1,0 +1,3 @@
+"""On-premise live transcription and subtitling appliance."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The only places that locate, verify and build models (CTranslate2, onnxruntime)."""

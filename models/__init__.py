@@ -1,0 +1,1 @@
+"""Exported model artefacts and their manifest (installed as the `appliance_models` package)."""
