@@ -1,0 +1,63 @@
+"""Typed configuration: one frozen dataclass per stage.
+
+Every timing and resource contract of the pipeline is a field here, validated
+when the dataclass is built, so an impossible value fails at start with a
+message naming it rather than deep inside the audio path.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SAMPLE_RATE = 16_000  # every stage after capture works on 16 kHz mono float32
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type or impossible."""
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Where models run: an ordered list of onnxruntime providers, and thread counts."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+
+    def __post_init__(self) -> None:
+        _require(len(self.providers) > 0, "inference.providers", "needs at least one provider")
+        _require(self.intra_op_threads >= 1, "inference.intra_op_threads", "must be >= 1")
+        _require(self.inter_op_threads >= 1, "inference.inter_op_threads", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """The Whisper recognizer (CTranslate2)."""
+
+    model: str = "whisper-tiny.en"  # a manifest name, or a path to any CT2 Whisper directory
+    language: str | None = None  # None: the model's only language, or auto-detect
+    device: str = "cpu"  # cpu | cuda | auto
+    compute_type: str = "int8"
+    cpu_threads: int = 2
+    beam_size: int = 5
+
+    def __post_init__(self) -> None:
+        _require(self.device in ("cpu", "cuda", "auto"), "asr.device", f"unknown device {self.device!r}")
+        _require(self.cpu_threads >= 1, "asr.cpu_threads", "must be >= 1")
+        _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
+
+    def model_path(self) -> Path | None:
+        """The model as a filesystem path when it is one rather than a manifest name."""
+        path = Path(self.model)
+        return path if (path.is_absolute() or path.exists()) else None
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)

@@ -1,0 +1,1 @@
+"""Subtitle domain types, cue layout rules and writers."""
