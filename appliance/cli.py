@@ -55,6 +55,35 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from appliance.asr.recognizer import WhisperRecognizer
+    from appliance.audio.decode import load_audio
+    from appliance.evaluation import read_reference, word_error_rate
+    from appliance.inference.whisper import load_whisper
+    from appliance.replay import replay
+    from appliance.vad.silero import SileroVad
+
+    samples = load_audio(args.file)
+    reference = read_reference(args.reference) if args.reference else None
+    config = _asr_config(args)
+    recognizer = WhisperRecognizer(load_whisper(config), config)
+    vad = SileroVad.load()
+    with contextlib.ExitStack() as stack:
+        events = stack.enter_context(args.events.open("w")) if args.events else None
+        result = asyncio.run(replay(samples, recognizer, vad, realtime=args.realtime, events_out=events))
+    summary = result.summary()
+    if reference is not None:
+        summary["wer"] = round(word_error_rate(reference, result.text), 4)
+    mode = "real time" if args.realtime else "fast"
+    print(f"replay of {args.file} ({mode}, {summary['audio_seconds']} s of audio)")
+    for key, value in summary.items():
+        print(f"  {key:<22} {value}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     failures = 0
     for spec in load_manifest().values():
@@ -68,6 +97,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=AsrConfig.model, help="manifest model name or a CTranslate2 Whisper directory")
+    parser.add_argument("--language", help="language code for multilingual models (default: detect)")
+    parser.add_argument("--compute-type", default=AsrConfig.compute_type, help="CTranslate2 compute type")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="On-premise live transcription and subtitles.")
     parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default WARNING)")
@@ -77,12 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("file", type=Path, help="any audio or video file FFmpeg decodes")
     transcribe.add_argument("--format", choices=["vtt", "srt", "json", "txt"], default="vtt")
     transcribe.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    transcribe.add_argument(
-        "--model", default=AsrConfig.model, help="manifest model name or a CTranslate2 Whisper directory"
-    )
-    transcribe.add_argument("--language", help="language code for multilingual models (default: detect)")
-    transcribe.add_argument("--compute-type", default=AsrConfig.compute_type, help="CTranslate2 compute type")
+    _model_options(transcribe)
     transcribe.set_defaults(run=cmd_transcribe)
+
+    replay = commands.add_parser("replay", help="run the streaming pipeline on a recording and measure it")
+    replay.add_argument("file", type=Path)
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="feed at wall-clock pace (latency; default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false", help="feed as fast as it goes (accuracy)")
+    replay.set_defaults(realtime=True)
+    replay.add_argument("--events", type=Path, help="write every emitted event as a JSON line here")
+    replay.add_argument("--reference", type=Path, help="STM or plain-text reference: report WER")
+    _model_options(replay)
+    replay.set_defaults(run=cmd_replay)
 
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
     models.set_defaults(run=cmd_models)
