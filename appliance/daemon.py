@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.config import AppConfig, SessionConfig
 from appliance.inference.whisper import load_whisper
 from appliance.service.eventlog import EventLog
-from appliance.service.server import build_server
+from appliance.service.server import SERVICES, build_server
 from appliance.session import Pipeline, Session
 from appliance.subtitles.events import SessionState
 from appliance.vad.silero import SileroVad
@@ -126,10 +127,11 @@ def default_source(config: SessionConfig):
     return MicrophoneSource(config)
 
 
-async def serve(config: AppConfig, ready: Callable[[int], None] | None = None) -> None:
-    """Run the daemon until SIGTERM/SIGINT; `ready(port)` once models are loaded and it listens."""
-    loop = asyncio.get_running_loop()
-    models = await loop.run_in_executor(None, Models.load, config)
+@contextlib.asynccontextmanager
+async def running(
+    config: AppConfig, models: Models, source_for: Callable[[SessionConfig], object] = default_source,
+) -> AsyncIterator[tuple[Daemon, int]]:
+    """The daemon serving on its port with its configured sessions; drained on exit."""
     daemon = Daemon(config, models)
     server, health, port = build_server(config.server, daemon)
 
@@ -138,28 +140,33 @@ async def serve(config: AppConfig, ready: Callable[[int], None] | None = None) -
         asyncio.ensure_future(health.set(f"session/{session.session_id}", _health(status)))
 
     daemon.on_session_state = on_state
+    await server.start()
+    try:
+        daemon.start_configured(source_for)
+        for name in ("", *SERVICES):
+            await health.set(name, _health("SERVING"))
+        log.info("listening on %s (port %d), sessions: %s",
+                 config.server.listen, port, ", ".join(daemon.sessions) or "none")
+        yield daemon, port
+    finally:
+        log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
+        await health.enter_graceful_shutdown()
+        await daemon.drain(config.server.grace_seconds)
+        await server.stop(config.server.grace_seconds)
+        daemon.executor.shutdown(wait=True, cancel_futures=True)
+
+
+async def serve(config: AppConfig, ready: Callable[[int], None] | None = None) -> None:
+    """Run the daemon until SIGTERM/SIGINT; `ready(port)` once models are loaded and it listens."""
+    loop = asyncio.get_running_loop()
+    models = await loop.run_in_executor(None, Models.load, config)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    daemon.start_configured(default_source)
-    for name in ("", *_service_names()):
-        await health.set(name, _health("SERVING"))
-    log.info("listening on %s (port %d), sessions: %s", config.server.listen, port, ", ".join(daemon.sessions) or "none")
-    if ready:
-        ready(port)
-    await stop.wait()
-    log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
-    await health.enter_graceful_shutdown()
-    await daemon.drain(config.server.grace_seconds)
-    await server.stop(config.server.grace_seconds)
-    daemon.executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _service_names() -> list[str]:
-    from appliance.service.server import SERVICES
-
-    return SERVICES
+    async with running(config, models) as (_, port):
+        if ready:
+            ready(port)
+        await stop.wait()
 
 
 def _health(status: str) -> int:

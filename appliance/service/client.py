@@ -74,3 +74,33 @@ async def follow(
             log.warning("subscription interrupted (%s: %s); resuming after seq %d in %.1f s",
                         exc.code().name, exc.details(), last_seq, delay)
             await asyncio.sleep(delay)
+
+
+def chunks(pcm: bytes, sample_rate: int, encoding: int, channels: int, session_id: str = "",
+           chunk_seconds: float = 0.1) -> list[pb.AudioChunk]:
+    """Interleaved PCM split into AudioChunks; the first declares the format."""
+    width = (2 if encoding == pb.PCM_S16LE else 4) * channels
+    step = max(1, int(sample_rate * chunk_seconds)) * width
+    out = [pb.AudioChunk(data=pcm[i : i + step]) for i in range(0, len(pcm), step)]
+    out[0].MergeFrom(pb.AudioChunk(session_id=session_id, sample_rate=sample_rate, encoding=encoding,
+                                   channels=channels))
+    return out
+
+
+async def transcribe(
+    endpoint: Endpoint, audio: list[pb.AudioChunk], realtime: bool, chunk_seconds: float = 0.1,
+) -> AsyncIterator[pb.SubtitleEvent]:
+    """Push chunks (at real-time pace, or as fast as the server takes them); yield the subtitles."""
+
+    async def requests() -> AsyncIterator[pb.AudioChunk]:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, chunk in enumerate(audio):
+            if realtime:
+                await asyncio.sleep(max(0.0, start + index * chunk_seconds - loop.time()))
+            yield chunk
+
+    async with endpoint.channel() as channel:
+        stub = pb_grpc.SubtitlesStub(channel)
+        async for event in stub.Transcribe(requests(), metadata=endpoint.metadata()):
+            yield event

@@ -17,7 +17,9 @@ SERVICES = [pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Subtitl
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
     return [
         ("grpc.so_reuseport", 0),  # a second daemon on the same port must fail, not share it
-        ("grpc.max_receive_message_length", config.max_message_bytes),
+        # The transport cap is generous so an oversized chunk reaches the servicer and gets a
+        # clear INVALID_ARGUMENT naming the limit, instead of a bare transport error.
+        ("grpc.max_receive_message_length", max(1 << 20, 4 * config.max_message_bytes)),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),  # enforce: no ping floods

@@ -148,6 +148,9 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
                     if chunk.sample_rate and (chunk.sample_rate, chunk.encoding, chunk.channels) != (
                             first.sample_rate, first.encoding, first.channels):
                         raise PcmError("the audio format cannot change within a stream")
+                    if len(chunk.data) > self.config.max_message_bytes:
+                        raise PcmError(f"chunk of {len(chunk.data)} bytes exceeds the "
+                                       f"{self.config.max_message_bytes}-byte limit; send smaller chunks")
                     if chunk.data:
                         await source.push(normalize(decode_pcm(chunk.data, encoding, first.channels)))
                     chunk = await anext(request_iterator, None)
