@@ -127,7 +127,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await self._bad(context, "no audio chunk received")
         if not (first.sample_rate and first.encoding and first.channels):
             await self._bad(context, "the first chunk must declare sample_rate, encoding and channels")
-        encoding = pb.Encoding.Name(first.encoding)
+        encoding = pb.Encoding.Name(first.encoding) if first.encoding in pb.Encoding.values() else str(first.encoding)
         try:
             check_format(first.sample_rate, encoding, first.channels)
         except PcmError as exc:
