@@ -116,6 +116,23 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         await asyncio.sleep(0.05)
 
 
+def test_devices_command_lists_pulse(pulse: Pulse):
+    out = subprocess.run([sys.executable, "-m", "appliance", "devices"], capture_output=True, text=True, env=pulse.env)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert any("pulse" in row and "ALSA" in row for row in rows), out.stdout
+    assert out.stdout.rstrip().endswith("* default input")
+
+
+def test_devices_command_without_any_device(tmp_path: Path):
+    # ALSA's own config without the plugin includes (pulse, jack, ...) on a box without sound cards.
+    config = tmp_path / "alsa.conf"
+    config.write_text(Path("/usr/share/alsa/alsa.conf").read_text().replace('"/etc/alsa/conf.d"', '"/nonexistent"'))
+    env = {**os.environ, "ALSA_CONFIG_PATH": str(config)}
+    out = subprocess.run([sys.executable, "-m", "appliance", "devices"], capture_output=True, text=True, env=env)
+    assert (out.returncode, out.stdout) == (0, "no input devices\n"), out.stderr
+
+
 def test_unknown_device_names_itself_and_lists_inputs(pulse: Pulse):
     from appliance.audio.capture import resolve_device
 
