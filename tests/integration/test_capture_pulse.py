@@ -256,3 +256,44 @@ def test_a_consumer_that_falls_behind_loses_the_oldest_blocks_counted(pulse: Pul
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert source.stats.dropped_blocks >= 10  # ~25 blocks arrived, 5 kept
     assert all(a.end == b.start for a, b in zip(frames, frames[1:]))  # dropped audio leaves no index gap
+
+
+def test_a_device_that_appears_later_is_found_by_re_enumerating(pulse: Pulse, tmp_path: Path):
+    from appliance.audio.capture import DOWN, UP, MicrophoneSource
+
+    # PortAudio lists devices once, at initialisation; an ALSA device defined afterwards
+    # (as a replugged USB card would appear) is only seen after re-initialising PortAudio.
+    alsa_conf = tmp_path / "alsa.conf"
+    base = Path("/usr/share/alsa/alsa.conf").read_text()
+    alsa_conf.write_text(base)
+    states: list[str] = []
+    source = MicrophoneSource(
+        CaptureConfig(device="roomcap", reconnect_initial=0.2, reconnect_max=0.4),
+        on_state=lambda state, reason: states.append(state),
+    )
+    frames: list[AudioFrame] = []
+
+    async def scenario() -> None:
+        async def consume() -> None:
+            async for batch in source:
+                frames.extend(batch)
+
+        task = asyncio.create_task(consume())
+        await until(lambda: source.state == DOWN, 3, "DOWN for a device not (yet) listed")
+        assert "'roomcap' not found" in source.reason
+        alsa_conf.write_text(base + "\npcm.roomcap { type pulse\n device room.monitor }\n")
+        await until(lambda: source.state == UP, 8, "UP once the device is defined")
+        source.stop()
+        await asyncio.wait_for(task, 2)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("ALSA_CONFIG_PATH", str(alsa_conf))
+        import sounddevice as sd
+
+        sd._terminate(), sd._initialize()  # start from a PortAudio that read this config
+        try:
+            asyncio.run(scenario())
+        finally:
+            env.undo()
+            sd._terminate(), sd._initialize()  # back to the system's device list
+    assert states[:2] == [DOWN, UP] and source.device.name == "roomcap" and frames
