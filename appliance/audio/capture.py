@@ -9,6 +9,10 @@ trying to reopen it; when audio flows again, sample indices continue from where 
 stopped. Pipeline time is *session audio received*: a gap is not inserted as silence,
 so `frame.start / 16000` is not wall-clock time since start. Latency still holds,
 because every frame carries the monotonic time its last sample was captured.
+
+Hardening: sounddevice's callback is a cffi `ffi.callback`, which needs writable and
+executable memory. Under MemoryDenyWriteExecute (kernel PR_SET_MDWE) opening a stream
+fails with MemoryError "Cannot allocate write+execute memory for ffi.callback()".
 """
 from __future__ import annotations
 
