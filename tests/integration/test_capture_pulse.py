@@ -297,3 +297,30 @@ def test_a_device_that_appears_later_is_found_by_re_enumerating(pulse: Pulse, tm
             env.undo()
             sd._terminate(), sd._initialize()  # back to the system's device list
     assert states[:2] == [DOWN, UP] and source.device.name == "roomcap" and frames
+
+
+def test_a_stream_that_stops_delivering_is_reopened(pulse: Pulse):
+    from appliance.audio.capture import DOWN, UP, MicrophoneSource
+
+    # A suspended sink leaves the stream open and active but silent: only the stall
+    # watchdog notices.
+    source = MicrophoneSource(CaptureConfig(device="pulse", reconnect_initial=0.2, reconnect_max=0.4))
+
+    async def scenario() -> None:
+        async def consume() -> None:
+            async for _ in source:
+                pass
+
+        task = asyncio.create_task(consume())
+        await until(lambda: source.state == UP, 8, "the first block")
+        pulse.pactl("suspend-sink", "room", "1")
+        try:
+            await until(lambda: source.state == DOWN, 4, "DOWN when blocks stop")
+            assert source.reason.startswith("no audio for")
+        finally:
+            pulse.pactl("suspend-sink", "room", "0")
+        await until(lambda: source.state == UP, 8, "UP when the sink resumes")
+        source.stop()
+        await asyncio.wait_for(task, 2)
+
+    asyncio.run(scenario())
