@@ -172,6 +172,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    try:
+        from appliance.audio.capture import input_devices
+    except OSError as exc:  # sounddevice raises this when libportaudio2 is not installed
+        raise CliError(f"PortAudio is not available: {exc}") from None
+
+    devices = input_devices()
+    if not devices:
+        print("no input devices")
+        return 0
+    print(f"  {'index':>5}  {'name':<32} {'host API':<12} {'channels':>8} {'rate (Hz)':>10}")
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:>5}  {d.name:<32} {d.hostapi:<12} {d.max_input_channels:>8} {d.default_samplerate:>10.0f}")
+    print("* default input")
+    return 0
+
+
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=AsrConfig.model, help="manifest model name or a CTranslate2 Whisper directory")
     parser.add_argument("--language", help="language code for multilingual models (default: detect)")
@@ -222,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
     models.set_defaults(run=cmd_models)
+
+    devices = commands.add_parser("devices", help="list the sound cards live capture can record from")
+    devices.set_defaults(run=cmd_devices)
     return parser
 
 

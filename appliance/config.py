@@ -181,7 +181,7 @@ class SessionConfig:
     id: str
     source: str = "microphone"  # microphone | replay
     file: Path | None = None  # replay: the recording
-    device: str | None = None  # microphone: name substring or index; None = the default input
+    device: str | int | None = None  # microphone: overrides capture.device for this room
 
     def __post_init__(self) -> None:
         _require(bool(self.id) and self.id.replace("-", "").replace("_", "").isalnum(), "sessions.id",
@@ -250,11 +250,69 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """Live capture from a sound card through PortAudio.
+
+    Whether `device` exists is checked against the sound cards at daemon start
+    (`appliance.audio.capture.resolve_device`), not here: this stays pure.
+    """
+
+    device: str | int | None = None  # a name substring, a PortAudio index, or None: the default input
+    channel: int | None = None  # None: the mean of all opened channels; else only this channel (0-based)
+    # How many device channels to open. None: the device's maximum, but at most 2, because
+    # virtual devices (ALSA's `pulse`, `default`) advertise 32 and fill most with silence.
+    channels: int | None = None
+    block_seconds: float = 0.02  # audio per PortAudio callback
+    queue_seconds: float = 2.0  # most audio held between the callback and the pipeline; older blocks are dropped
+    reconnect_initial: float = 0.5  # first wait before reopening a device that failed
+    reconnect_max: float = 10.0  # the wait doubles up to this
+    stall_seconds: float = 2.0  # no block for this long means the device is gone
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, str):
+            _require(self.device.strip() != "", "capture.device", "must be a name, an index or unset")
+        elif self.device is not None:
+            _require(
+                isinstance(self.device, int) and not isinstance(self.device, bool) and self.device >= 0,
+                "capture.device",
+                f"must be a name substring or an index >= 0, got {self.device!r}",
+            )
+        if self.channel is not None:
+            _require(self.channel >= 0, "capture.channel", f"must be >= 0 or unset, got {self.channel}")
+        if self.channels is not None:
+            _require(self.channels >= 1, "capture.channels", f"must be >= 1 or unset, got {self.channels}")
+            if self.channel is not None:
+                _require(
+                    self.channel < self.channels,
+                    "capture.channel",
+                    f"{self.channel} is not among the {self.channels} opened channels (0-based)",
+                )
+        _require(0.005 <= self.block_seconds <= 0.5, "capture.block_seconds", "must be between 0.005 and 0.5 s")
+        _require(
+            self.queue_seconds >= 2 * self.block_seconds,
+            "capture.queue_seconds",
+            f"must hold at least two blocks (>= {2 * self.block_seconds} s)",
+        )
+        _require(self.reconnect_initial > 0, "capture.reconnect_initial", "must be > 0 seconds")
+        _require(
+            self.reconnect_max >= self.reconnect_initial,
+            "capture.reconnect_max",
+            f"must be >= reconnect_initial ({self.reconnect_initial} s)",
+        )
+        _require(
+            self.stall_seconds > self.block_seconds,
+            "capture.stall_seconds",
+            f"must be longer than one block ({self.block_seconds} s)",
+        )
+
+
+@dataclass(frozen=True)
 class AppConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     vad: VadConfig = field(default_factory=VadConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     sessions: tuple[SessionConfig, ...] = ()
 
@@ -266,7 +324,7 @@ class AppConfig:
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
-             "server": ServerConfig}
+             "capture": CaptureConfig, "server": ServerConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 

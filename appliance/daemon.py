@@ -8,13 +8,13 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from appliance.asr.recognizer import WhisperRecognizer
 from appliance.asr.stream import AsrStream
 from appliance.audio.decode import load_audio
 from appliance.audio.sources import FileReplaySource, PushSource
-from appliance.config import AppConfig, SessionConfig
+from appliance.config import AppConfig, CaptureConfig, SessionConfig
 from appliance.inference.whisper import load_whisper
 from appliance.service.eventlog import EventLog
 from appliance.service.server import SERVICES, build_server
@@ -86,6 +86,8 @@ class Daemon:
             EventLog(session_id, self.config.server.retained_events),
             language=self.config.asr.language or "en", on_state=self.on_session_state,
         )
+        if hasattr(source, "on_state"):  # a microphone: its ups and downs are the room's
+            source.on_state = lambda state, reason: session.set_state(_ROOM_STATE.get(state, session.state), reason)
         self.sessions[session_id] = session
         self.tasks[session_id] = asyncio.create_task(self._run(session), name=f"session-{session_id}")
         self._forget_old_sessions()
@@ -119,19 +121,39 @@ class Daemon:
             self._start(session_config.id, session_config.source, source_for(session_config))
 
 
-def default_source(config: SessionConfig):
-    if config.source == "replay":
-        return FileReplaySource(load_audio(config.file), realtime=True)
-    from appliance.audio.capture import MicrophoneSource
+_ROOM_STATE = {"UP": SessionState.RUNNING, "DOWN": SessionState.UNAVAILABLE}
 
-    return MicrophoneSource(config)
+
+def _capture_config(config: AppConfig, session: SessionConfig) -> CaptureConfig:
+    return replace(config.capture, device=session.device) if session.device is not None else config.capture
+
+
+def check_devices(config: AppConfig) -> None:
+    """Every configured microphone exists (ConfigError naming it otherwise), before anything binds."""
+    from appliance.audio.capture import resolve_device
+
+    for session in config.sessions:
+        if session.source == "microphone":
+            resolve_device(_capture_config(config, session))
+
+
+def source_factory(config: AppConfig) -> Callable[[SessionConfig], object]:
+    def source_for(session: SessionConfig):
+        if session.source == "replay":
+            return FileReplaySource(load_audio(session.file), realtime=True)
+        from appliance.audio.capture import MicrophoneSource
+
+        return MicrophoneSource(_capture_config(config, session))
+
+    return source_for
 
 
 @contextlib.asynccontextmanager
 async def running(
-    config: AppConfig, models: Models, source_for: Callable[[SessionConfig], object] = default_source,
+    config: AppConfig, models: Models, source_for: Callable[[SessionConfig], object] | None = None,
 ) -> AsyncIterator[tuple[Daemon, int]]:
     """The daemon serving on its port with its configured sessions; drained on exit."""
+    check_devices(config)
     daemon = Daemon(config, models)
     server, health, port = build_server(config.server, daemon)
 
@@ -142,7 +164,7 @@ async def running(
     daemon.on_session_state = on_state
     await server.start()
     try:
-        daemon.start_configured(source_for)
+        daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
             await health.set(name, _health("SERVING"))
         log.info("listening on %s (port %d), sessions: %s",

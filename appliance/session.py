@@ -84,7 +84,7 @@ class Session:
 
     async def stop(self) -> None:
         """Stop the source; `run` then finalises what was heard and ends the session."""
-        await self.pipeline.source.stop()
+        await self.pipeline.source.aclose()
 
     async def run(self) -> None:
         """Run the pipeline to the end of its source; subscribers are closed at the end."""

@@ -37,7 +37,7 @@ class FileReplaySource:
         self.started_at: float | None = None
         self._stopped = False
 
-    async def stop(self) -> None:
+    async def aclose(self) -> None:
         """End the replay early (shutdown); the iterator finishes at its next frame."""
         self._stopped = True
 
@@ -96,7 +96,7 @@ class PushSource:
             self._closed = True
             self._changed.notify_all()
 
-    stop = close
+    aclose = close
 
     async def __aiter__(self) -> AsyncIterator[list[AudioFrame]]:
         while True:
