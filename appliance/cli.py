@@ -5,7 +5,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 from appliance.config import SAMPLE_RATE, AsrConfig, ConfigError
