@@ -175,6 +175,48 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus /metrics on a management address of its own (loopback by default)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # set: scrapers must present a certificate it signed
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "metrics.listen",
+                 f"expected HOST:PORT, got {self.listen!r}")
+        _require((self.tls_cert is None) == (self.tls_key is None), "metrics.tls_cert", "tls_cert and tls_key go together")
+        for key in ("tls_cert", "tls_key", "client_ca"):
+            path = getattr(self, key)
+            _require(path is None or Path(path).is_file(), f"metrics.{key}", f"no such file {path}")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logs go to stderr (the journal under systemd), one key=value line per record."""
+
+    level: str = "INFO"
+    transcripts: bool = False  # log recognised text: off unless someone debugging asks for it
+
+    def __post_init__(self) -> None:
+        _require(self.level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"), "log.level",
+                 f"unknown level {self.level!r} (DEBUG, INFO, WARNING, ERROR)")
+
+
+@dataclass(frozen=True)
+class DebugConfig:
+    """Fault injection for tests of the daemon's own supervision; never set in production."""
+
+    stall_pipeline_after: float = 0.0  # > 0: every session's pipeline hangs after this many seconds
+
+    def __post_init__(self) -> None:
+        _require(self.stall_pipeline_after >= 0, "debug.stall_pipeline_after", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class SessionConfig:
     """A room the daemon runs from start: a microphone, or a recording replayed in real time."""
 
@@ -257,6 +299,9 @@ class AppConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    debug: DebugConfig = field(default_factory=DebugConfig)
     sessions: tuple[SessionConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -267,7 +312,8 @@ class AppConfig:
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
-             "capture": CaptureConfig, "server": ServerConfig}
+             "capture": CaptureConfig, "server": ServerConfig, "metrics": MetricsConfig, "log": LogConfig,
+             "debug": DebugConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 

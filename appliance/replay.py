@@ -14,7 +14,7 @@ from typing import IO
 
 import numpy as np
 
-from appliance.asr.latency import FirstShown
+from appliance.asr.latency import FirstShown, word_latencies
 from appliance.asr.recognizer import Recognizer
 from appliance.asr.stream import AsrStream, StreamStats
 from appliance.audio.sources import FileReplaySource
@@ -91,13 +91,12 @@ async def replay(
                         "words": [{"text": w.text, "start": w.start, "end": w.end} for w in words],
                     }
                     events_out.write(json.dumps(record) + "\n")
-            shown.partial(decision.partial, emitted)
             result.final_words.extend(decision.final)
-            for word, first in zip(decision.final, shown.final(decision.final, emitted)):
-                captured = pipeline.capture.capture_time(min(word.end, result.audio_seconds - 1e-3))
-                if captured is not None:
-                    result.final_latency.append(emitted - captured)
-                    result.partial_latency.append(first - captured)
+            end = result.audio_seconds - 1e-3  # the last word may end at the file's last sample
+            for partial, final in word_latencies(shown, decision.partial, decision.final, emitted,
+                                                 lambda t: pipeline.capture.capture_time(min(t, end))):
+                result.partial_latency.append(partial)
+                result.final_latency.append(final)
     result.cpu_seconds = time.process_time() - cpu0
     result.wall_seconds = time.monotonic() - wall0
     return result

@@ -7,11 +7,15 @@ The replay harness runs the same Pipeline the daemon's `Session` runs.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from appliance.asr.latency import FirstShown, word_latencies
 from appliance.asr.policy import Decision
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import AudioFrame, CaptureClock
@@ -29,6 +33,11 @@ class Update:
     audio_seconds: float  # audio received when it was made
 
 
+def level_dbfs(samples) -> float:
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
+
+
 @dataclass
 class Pipeline:
     source: AsyncIterable[list[AudioFrame]]
@@ -37,19 +46,30 @@ class Pipeline:
     clock: Callable[[], float] = time.monotonic
     capture: CaptureClock = field(default_factory=CaptureClock)
     audio_seconds: float = 0.0
-    heartbeat: Callable[[], None] | None = None  # called once per loop turn (watchdog)
+    level_dbfs: float = -120.0
+    realtime_factor: float = 0.0  # decode wall time per audio second, moving average
+    busy_since: float | None = None  # monotonic start of the decode in progress (the watchdog's view)
+    on_decode: Callable[[float], None] | None = None  # wall seconds of each decode (metrics)
 
     async def updates(self) -> AsyncIterator[Update]:
         loop = asyncio.get_running_loop()
+        decoded_audio = 0.0
         async for frames in self.source:
             for frame in frames:
                 self.capture.add(frame)
                 self.asr.push(frame.samples)
-                self.audio_seconds = frame.end / SAMPLE_RATE
-            if self.heartbeat:
-                self.heartbeat()
+            self.audio_seconds = frames[-1].end / SAMPLE_RATE
+            self.level_dbfs = level_dbfs(frames[-1].samples)
             if self.asr.due():
+                started = self.busy_since = self.clock()
                 decision = await loop.run_in_executor(self.executor, self.asr.update)
+                self.busy_since = None
+                took = self.clock() - started
+                if self.on_decode:
+                    self.on_decode(took)
+                advanced, decoded_audio = self.audio_seconds - decoded_audio, self.audio_seconds
+                if advanced > 0:
+                    self.realtime_factor = 0.8 * self.realtime_factor + 0.2 * took / advanced
                 yield Update(decision, self.clock(), self.audio_seconds)
         decision = await loop.run_in_executor(self.executor, self.asr.finish)
         yield Update(decision, self.clock(), self.audio_seconds)
@@ -69,6 +89,7 @@ class Session:
     message: str = ""
     language: str | None = None
     on_state: Callable[[Session], None] | None = None  # health and metrics follow the state
+    on_latency: Callable[[str, float, float], None] | None = None  # (session, partial, final) per final word
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         event = self.log.publish(event)
@@ -89,10 +110,16 @@ class Session:
     async def run(self) -> None:
         """Run the pipeline to the end of its source; subscribers are closed at the end."""
         self.set_state(SessionState.RUNNING)
+        shown = FirstShown()
         try:
             async for update in self.pipeline.updates():
                 for event in self.assembler.update(update.decision):
                     self.publish(event)
+                if self.on_latency:
+                    decision = update.decision
+                    for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
+                                                         self.pipeline.capture.capture_time):
+                        self.on_latency(self.session_id, partial, final)
             for event in self.assembler.finish():
                 self.publish(event)
             self.set_state(SessionState.ENDED, "end of audio")

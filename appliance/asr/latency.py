@@ -6,6 +6,7 @@ the "same" word as a later one if the text matches and the start is within
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from appliance.evaluation import normalize
@@ -52,3 +53,21 @@ class FirstShown:
             horizon = words[-1].start - 5.0
             self._open = [s for s in self._open if s.start >= horizon]
         return shown
+
+
+def word_latencies(
+    shown: FirstShown, partial: list[Word], final: list[Word], emitted: float,
+    capture_time: Callable[[float], float | None],
+) -> list[tuple[float, float]]:
+    """(partial, final) latency of each newly final word, per DESIGN.md §2.
+
+    `emitted` is when the decision was sent; `capture_time(t)` when audio time t arrived.
+    Words whose capture time is unknown (already out of the clock's horizon) are skipped.
+    """
+    shown.partial(partial, emitted)
+    latencies = []
+    for word, first in zip(final, shown.final(final, emitted)):
+        captured = capture_time(word.end)
+        if captured is not None:
+            latencies.append((first - captured, emitted - captured))
+    return latencies

@@ -46,6 +46,11 @@ class AsrStream:
         self._partial: list[Word] = []
 
     @property
+    def backlog_seconds(self) -> float:
+        """Audio received since the last decode began (what the next decode must catch up on)."""
+        return (self.ring.end - self._decoded_to) / SAMPLE_RATE
+
+    @property
     def buffer_seconds(self) -> float:
         return (self.ring.end - self._start) / SAMPLE_RATE
 

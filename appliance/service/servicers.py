@@ -45,13 +45,13 @@ class ServiceHooks(Protocol):
 
     def subscriber_ended_slow(self, session_id: str) -> None: ...
 
-    def bad_input(self, method: str, reason: str) -> None: ...
+    def bad_input_seen(self, method: str, reason: str) -> None: ...
 
 
 class NoHooks:
     def event_sent(self, event_kind: str) -> None: ...
     def subscriber_ended_slow(self, session_id: str) -> None: ...
-    def bad_input(self, method: str, reason: str) -> None: ...
+    def bad_input_seen(self, method: str, reason: str) -> None: ...
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
@@ -105,19 +105,22 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             session.fanout.remove(subscriber)
 
     async def _write(self, context: grpc.aio.ServicerContext, subscriber: Subscriber, event) -> None:
-        """Send one event, unless the subscriber fails first (a client that stopped reading)."""
+        """Send one event; a subscriber that stops reading and falls too far behind is ended.
+
+        The write is raced against the subscriber's failure so a client that never reads
+        cannot hold the handler. Any other failure (a bad push) lets the write finish first:
+        that client is reading, and a call with a write still pending cannot be aborted.
+        """
         write = asyncio.ensure_future(context.write(event_to_pb(event)))
         failed = asyncio.ensure_future(subscriber.failed.wait())
         try:
             await asyncio.wait({write, failed}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             failed.cancel()
-            if not write.done():
-                write.cancel()
-        if subscriber.failure is not None and not write.done():
+        if not write.done() and isinstance(subscriber.failure, SlowSubscriber):
+            write.cancel()
             raise subscriber.failure
-        if not write.cancelled():
-            write.result()
+        await write
         self.hooks.event_sent(event.kind)
 
     async def Transcribe(self, request_iterator: AsyncIterator[pb.AudioChunk],
@@ -155,7 +158,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
                         await source.push(normalize(decode_pcm(chunk.data, encoding, first.channels)))
                     chunk = await anext(request_iterator, None)
             except PcmError as exc:
-                self.hooks.bad_input("Transcribe", str(exc))
+                self.hooks.bad_input_seen("Transcribe", str(exc))
                 subscriber.fail(SubscriptionEnded(f"bad audio chunk: {exc}; the session ended with the audio before it"))
             finally:
                 await source.close()
@@ -167,7 +170,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             feeding.cancel()
 
     async def _bad(self, context: grpc.aio.ServicerContext, message: str) -> None:
-        self.hooks.bad_input("Transcribe", message)
+        self.hooks.bad_input_seen("Transcribe", message)
         await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
 
 

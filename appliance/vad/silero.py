@@ -36,6 +36,7 @@ class SileroVad:
                 f"not a Silero VAD v6 graph: inputs {sorted(inputs)}, outputs {outputs}"
             )
         self._session = session
+        self.provider = session.get_providers()[0]
 
     @classmethod
     def load(

@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from appliance.audio.decode import load_audio
-from appliance.config import AppConfig, ServerConfig
+from prometheus_client import CollectorRegistry
+
+from appliance.config import AppConfig, MetricsConfig, ServerConfig
 from appliance.daemon import Daemon, Models, running
 
 
@@ -25,10 +26,9 @@ def sample(sample_dir) -> np.ndarray:
 
 @contextlib.asynccontextmanager
 async def serving(models: Models, **server) -> AsyncIterator[tuple[Daemon, str]]:
-    config = AppConfig(server=ServerConfig(**{"listen": "127.0.0.1:0", "grace_seconds": 1.0} | server))
-    async with running(config, models) as (daemon, port):
-        yield daemon, f"127.0.0.1:{port}"
-
-
-def with_server(config: ServerConfig, listen: str) -> ServerConfig:
-    return dataclasses.replace(config, listen=listen)
+    """The daemon on a free loopback port, with metrics on a fresh registry (served on a free port)."""
+    config = AppConfig(server=ServerConfig(**{"listen": "127.0.0.1:0", "grace_seconds": 1.0} | server),
+                       metrics=MetricsConfig(listen="127.0.0.1:0"))
+    async with running(config, models, registry=CollectorRegistry()) as live:
+        live.daemon.metrics_address = f"127.0.0.1:{live.metrics_port}"
+        yield live.daemon, f"127.0.0.1:{live.port}"

@@ -1,0 +1,123 @@
+"""Every Prometheus metric of the appliance, defined once, on an injected registry.
+
+Events (latencies, inference calls, events sent, RPC outcomes, faults) are observed
+where they happen through `Metrics`. State that already lives in the sessions
+(backlog, real-time factor, capture counters, subscribers) is read at scrape time by
+`SessionCollector`, so the pipeline keeps no second copy of it and series of
+forgotten sessions disappear on their own (labels stay bounded).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from appliance import __version__
+
+# Caption lag: the targets are 0.5 s (partial) and 1-2 s (final); broadcast caps delay at 3 s.
+LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+INFERENCE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
+        self.partial_word_latency = Histogram(
+            "appliance_partial_word_latency_seconds",
+            "Time from a word's end being captured to it first being shown (partial or final).",
+            ["session"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.final_word_latency = Histogram(
+            "appliance_final_word_latency_seconds",
+            "Time from a word's end being captured to it being sent as final.",
+            ["session"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.speaker_label_latency = Histogram(
+            "appliance_speaker_label_latency_seconds",
+            "Time from a word's end being captured to its speaker label being final.",
+            ["session"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.inference = Histogram(
+            "appliance_inference_seconds", "Wall time of one model call.",
+            ["model", "provider"], buckets=INFERENCE_BUCKETS, registry=registry)
+        self.events_sent = Counter(
+            "appliance_events_sent_total", "Subtitle events written to subscribers.", ["kind"], registry=registry)
+        self.subscribers_ended_slow = Counter(
+            "appliance_subscribers_ended_slow_total",
+            "Subscribers ended with RESOURCE_EXHAUSTED because they fell too far behind.",
+            ["session"], registry=registry)
+        self.rpcs = Counter(
+            "grpc_server_handled_total", "RPCs completed on the server, by method and status code.",
+            ["grpc_service", "grpc_method", "grpc_code"], registry=registry)
+        self.auth_failures = Counter(
+            "appliance_auth_failures_total", "Calls refused for a missing or invalid token.", ["grpc_method"],
+            registry=registry)
+        self.bad_input = Counter(
+            "appliance_bad_input_total", "Requests refused as malformed (bad audio format, bad chunk).",
+            ["grpc_method"], registry=registry)
+        self.build = Info("appliance_build", "Version of the appliance.", registry=registry)
+        self.build.info({"version": __version__})
+        self.model = Gauge(
+            "appliance_model_info", "Models loaded, their pinned hash and where they run (value 1).",
+            ["name", "sha256", "provider"], registry=registry)
+
+    # --- the hooks the servicers call (service.servicers.ServiceHooks) ---
+
+    def event_sent(self, event_kind: str) -> None:
+        self.events_sent.labels(event_kind).inc()
+
+    def subscriber_ended_slow(self, session_id: str) -> None:
+        self.subscribers_ended_slow.labels(session_id).inc()
+
+    def bad_input_seen(self, method: str, reason: str) -> None:
+        self.bad_input.labels(method).inc()
+
+    def auth_failed(self, method: str) -> None:
+        self.auth_failures.labels(method.rsplit("/", 1)[-1]).inc()
+
+
+def _family(kind: type, name: str, doc: str, rows: Iterable[tuple[str, float]]) -> Metric:
+    family = kind(name, doc, labels=["session"])
+    for session_id, value in rows:
+        family.add_metric([session_id], value)
+    return family
+
+
+class SessionCollector(Collector):
+    """Per-session state read at scrape time from the live sessions."""
+
+    def __init__(self, sessions: Callable[[], Iterable]):
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Metric]:
+        sessions = list(self._sessions())
+
+        def rows(value: Callable) -> list[tuple[str, float]]:
+            return [(s.session_id, float(value(s))) for s in sessions]
+
+        def capture(field: str) -> list[tuple[str, float]]:
+            return [(s.session_id, float(getattr(s.pipeline.source.stats, field)))
+                    for s in sessions if hasattr(s.pipeline.source, "stats")]
+
+        yield _family(GaugeMetricFamily, "appliance_realtime_factor",
+                      "Decode wall time per second of audio, recent average (>1: falling behind).",
+                      rows(lambda s: s.pipeline.realtime_factor))
+        yield _family(GaugeMetricFamily, "appliance_backlog_seconds",
+                      "Audio received but not yet decoded.", rows(lambda s: s.pipeline.asr.backlog_seconds))
+        yield _family(CounterMetricFamily, "appliance_merged_updates",
+                      "Decode steps folded into a later one because compute fell behind.",
+                      rows(lambda s: s.pipeline.asr.stats.merged_updates))
+        yield _family(CounterMetricFamily, "appliance_frames_dropped",
+                      "Audio frames lost before decoding (capture queue full, or buffer overrun).",
+                      [(sid, v + dict(capture("dropped_blocks")).get(sid, 0))
+                       for sid, v in rows(lambda s: s.pipeline.asr.stats.dropped_samples // 320)])
+        yield _family(CounterMetricFamily, "appliance_capture_overflows",
+                      "Input overflows reported by the sound card.", capture("overflows"))
+        yield _family(CounterMetricFamily, "appliance_device_reconnects",
+                      "Attempts to reopen a capture device that failed.", capture("reconnects"))
+        yield _family(GaugeMetricFamily, "appliance_input_level_dbfs",
+                      "Level of the latest audio received (dBFS).", rows(lambda s: s.pipeline.level_dbfs))
+        yield _family(GaugeMetricFamily, "appliance_source_up",
+                      "1 while the session's audio source delivers, else 0.",
+                      rows(lambda s: s.state == "running"))
+        yield _family(GaugeMetricFamily, "appliance_subscribers", "Subscribers connected.",
+                      rows(lambda s: len(s.fanout.subscribers)))
