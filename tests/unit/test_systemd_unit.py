@@ -1,0 +1,50 @@
+"""The systemd packaging: the example config matches the code."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from appliance.config import AppConfig, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEMD = REPO / "systemd"
+EXAMPLE = SYSTEMD / "appliance.toml"
+
+# --- the example config ---
+
+def test_example_config_loads_as_the_defaults_with_one_microphone_room():
+    config = load_config(EXAMPLE)
+    assert [(s.id, s.source) for s in config.sessions] == [("room", "microphone")]
+    assert config == AppConfig(sessions=config.sessions)
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(AppConfig)
+    sections = {f.name: hints[f.name] for f in dataclasses.fields(AppConfig) if f.name != "sessions"}
+    return {**sections, "sessions": typing.get_args(hints["sessions"])[0]}
+
+
+def _block(text: str, section: str) -> str:
+    header = f"[[{section}]]" if section == "sessions" else f"[{section}]"
+    lines = text.splitlines()
+    assert header in lines, f"no {header} in {EXAMPLE.name}"
+    start = lines.index(header) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("[")), len(lines))
+    return "\n".join(lines[start:end])
+
+
+@pytest.mark.parametrize("section", list(_sections()))
+def test_example_lists_every_option_with_its_default(section: str):
+    block = _block(EXAMPLE.read_text(), section)
+    for field in dataclasses.fields(_sections()[section]):
+        line = re.search(rf"^(#?) ?{field.name} = (.+)$", block, re.MULTILINE)
+        assert line, f"{section}.{field.name} is missing from {EXAMPLE.name}"
+        commented, value = line[1], line[2]
+        # A commented-out option shows its default; "unset" (None) ones show an example instead.
+        if commented and section != "sessions" and field.default is not None:
+            shown = getattr(getattr(load_config(overrides=[f"{section}.{field.name}={value}"]), section), field.name)
+            assert shown == field.default, f"{section}.{field.name}: example shows {value}, default is {field.default!r}"
