@@ -4,8 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := tests/data/cache/sample.wav
-# Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path.
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+# Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path,
+# systemd for the tests' `systemd-analyze verify/security` of the service unit.
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all install system-deps data test demo models bench clean
