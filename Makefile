@@ -7,8 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := tests/data/cache/sample.wav
 # Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path,
-# systemd for the tests' `systemd-analyze verify/security` of the service unit.
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd
+# systemd for the tests' `systemd-analyze verify/security` of the service unit, python3-venv for
+# `make install`'s venv on the system Python.
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps install install-venv install-files system-deps data test demo models bench clean
