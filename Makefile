@@ -1,14 +1,18 @@
-# The two commands: `make demo` and `make test`. Both install everything first.
+# The two commands: `make demo` and `make test`. Both install everything first
+# (`make deps`: Debian packages and the development .venv).
+# `make install` installs the daemon as a systemd service (systemd/README.md).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   := tests/data/cache/sample.wav
-# Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path.
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins
+# Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path,
+# systemd for the tests' `systemd-analyze verify/security` of the service unit, python3-venv for
+# `make install`'s venv on the system Python.
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all install system-deps data test demo models bench clean
+.PHONY: all deps install install-venv install-files system-deps data test demo models bench clean
 
 all: test
 
@@ -25,25 +29,79 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-install: system-deps $(STAMP)
+deps: system-deps $(STAMP)
 
 $(DATA): tests/data/fetch.py | $(STAMP)
 	$(BIN)/python tests/data/fetch.py
 
 data: $(DATA)
 
-test: install data
+test: deps data
 	$(BIN)/python -m pytest -q
 
-demo: install data
+demo: deps data
 	$(BIN)/appliance demo --file $(DATA)
 
 # Heavy, rare: re-export the diarization models with torch + pyannote.audio in their own venv.
 models:
 	bash models/export/build.sh
 
-bench: install data
+bench: deps data
 	$(BIN)/python -m pytest bench --benchmark-enable --benchmark-only -q
+
+# --- the service: `make install` (as root), or `make install DESTDIR=/image/root` for an OS image ---
+PREFIX      ?= /opt/appliance
+SYSCONFDIR  ?= /etc
+UNITDIR     ?= $(SYSCONFDIR)/systemd/system
+SYSUSERSDIR ?= $(SYSCONFDIR)/sysusers.d
+TMPFILESDIR ?= $(SYSCONFDIR)/tmpfiles.d
+DESTDIR     ?=
+ROOTVENV    := $(DESTDIR)$(PREFIX)/venv
+
+install: install-venv install-files
+
+# The daemon in its own venv, from a wheel of this tree (not editable), on the system Python:
+# the unit's ProtectHome=yes hides an interpreter under /root or /home (pyenv) from the service.
+# With DESTDIR the venv is built in place, then its scripts are pointed at $(PREFIX), where the
+# image will hold it: build it with the image's own Python (e.g. inside its chroot).
+INSTALL_PYTHON ?= /usr/bin/python3
+
+install-venv:
+	@base=$$($(INSTALL_PYTHON) -c 'import sys; print(sys.base_prefix)') || exit 1; \
+	case "$$base" in /root|/root/*|/home/*) \
+		echo "$(INSTALL_PYTHON) lives under $$base, hidden from the service by ProtectHome=yes:" \
+			"use a system Python (INSTALL_PYTHON=/usr/bin/python3)" >&2; exit 1;; \
+	esac
+	$(INSTALL_PYTHON) -m venv --clear $(ROOTVENV)
+	$(ROOTVENV)/bin/pip install --quiet --upgrade pip
+	$(ROOTVENV)/bin/pip install --quiet .
+	@if [ -n "$(DESTDIR)" ]; then \
+		grep -lIr -- '$(ROOTVENV)' $(ROOTVENV)/bin $(ROOTVENV)/pyvenv.cfg | \
+			xargs -r sed -i 's|$(ROOTVENV)|$(PREFIX)/venv|g'; \
+	fi
+
+# Unit, user, directories and config; the config only if there is none (never overwrite the
+# operator's), a fresh copy of the example always next to the venv.
+install-files:
+	install -D -m 0644 systemd/appliance.service $(DESTDIR)$(UNITDIR)/appliance.service
+	install -D -m 0644 systemd/appliance.sysusers $(DESTDIR)$(SYSUSERSDIR)/appliance.conf
+	install -D -m 0644 systemd/appliance.tmpfiles $(DESTDIR)$(TMPFILESDIR)/appliance.conf
+	install -D -m 0644 systemd/appliance.toml $(DESTDIR)$(PREFIX)/share/appliance.toml.example
+	install -D -m 0644 systemd/README.md $(DESTDIR)$(PREFIX)/share/README.md
+	install -d -m 0750 $(DESTDIR)$(SYSCONFDIR)/appliance
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/appliance/appliance.toml ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/appliance/appliance.toml"; \
+	else \
+		install -m 0640 systemd/appliance.toml $(DESTDIR)$(SYSCONFDIR)/appliance/appliance.toml; \
+	fi
+	@# On a live system: create the user, fix ownership of /etc/appliance, reload units.
+	@# In a DESTDIR image, systemd-sysusers and systemd-tmpfiles do that at boot.
+	@if [ -z "$(DESTDIR)" ]; then \
+		systemd-sysusers $(SYSUSERSDIR)/appliance.conf && \
+		systemd-tmpfiles --create $(TMPFILESDIR)/appliance.conf && \
+		if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+		else echo "systemd is not running: skipped systemctl daemon-reload"; fi; \
+	fi
 
 clean:
 	rm -rf $(VENV) tests/data/cache .pytest_cache
