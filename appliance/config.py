@@ -61,3 +61,49 @@ class AsrConfig:
 class AppConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
+    diarization: DiarizationConfig = field(default_factory=lambda: DiarizationConfig())
+
+
+@dataclass(frozen=True)
+class DiarizationConfig:
+    """Speaker diarization: which ONNX files, and the offline and streaming timing contracts.
+
+    Times are seconds of audio. `label_latency` is how far behind the newest audio a
+    speaker label becomes final in the streaming diarizer: more latency means more
+    right-hand context for the decision (and fewer wrong labels), never a later flip.
+    """
+
+    segmentation_model: str = "pyannote-segmentation-3.0"  # manifest names
+    segmentation_file: str = "segmentation-3.0.int8.onnx"
+    embedding_model: str = "campplus-sv-zh-en-16k-common-advanced"
+    embedding_file: str = "campplus.onnx"
+    # Offline: the model's native 10 s window, 1 s step (pyannote's default overlap).
+    window: float = 10.0
+    step: float = 1.0
+    # Cosine distance below which two clusters are one speaker (calibrated, see
+    # models/diarization/README.md).
+    cluster_threshold: float = 0.6
+    # Shortest clean (single-speaker) speech that gets its own embedding: CAM++ is
+    # unreliable on less.
+    min_embedding_duration: float = 0.5
+    # Streaming.
+    stream_window: float = 5.0
+    stream_step: float = 0.5
+    label_latency: float = 1.5
+    # Cosine distance beyond which a local speaker opens a new session speaker.
+    new_speaker_threshold: float = 0.6
+    max_speakers: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.window > 0, "diarization.window", "must be > 0")
+        _require(0 < self.step <= self.window, "diarization.step", "must be in (0, window]")
+        _require(0 < self.cluster_threshold < 2, "diarization.cluster_threshold", "is a cosine distance in (0, 2)")
+        _require(self.min_embedding_duration > 0, "diarization.min_embedding_duration", "must be > 0")
+        _require(self.stream_window > 0, "diarization.stream_window", "must be > 0")
+        _require(0 < self.stream_step <= self.stream_window, "diarization.stream_step",
+                 "must be in (0, stream_window]")
+        _require(0 <= self.label_latency <= self.stream_window - self.stream_step, "diarization.label_latency",
+                 "must be in [0, stream_window - stream_step]: a label needs a window that saw it")
+        _require(0 < self.new_speaker_threshold < 2, "diarization.new_speaker_threshold",
+                 "is a cosine distance in (0, 2)")
+        _require(self.max_speakers >= 1, "diarization.max_speakers", "must be >= 1")
