@@ -86,12 +86,22 @@ class DiarizationConfig:
     # Shortest clean (single-speaker) speech that gets its own embedding: CAM++ is
     # unreliable on less.
     min_embedding_duration: float = 0.5
-    # Streaming.
-    stream_window: float = 5.0
-    stream_step: float = 0.5
-    label_latency: float = 1.5
+    # Streaming (chosen on the sample recording, see models/diarization/README.md):
+    # a label is final between label_latency and label_latency + stream_step after
+    # its audio arrived.
+    stream_window: float = 8.0
+    stream_step: float = 1.0
+    label_latency: float = 0.75
+    # A local speaker that continues one of the previous window is re-embedded only
+    # this often (seconds), on at most its last `stream_embedding_duration` seconds:
+    # embedding is most of the CPU cost.
+    stream_reembed: float = 2.0
+    stream_embedding_duration: float = 3.0
+    stream_min_embedding_duration: float = 1.0
+    # Only a voice heard this long (clean, in one window) may open a new speaker.
+    stream_new_speaker_duration: float = 1.0
     # Cosine distance beyond which a local speaker opens a new session speaker.
-    new_speaker_threshold: float = 0.6
+    new_speaker_threshold: float = 0.5
     max_speakers: int = 8
 
     def __post_init__(self) -> None:
@@ -104,6 +114,9 @@ class DiarizationConfig:
                  "must be in (0, stream_window]")
         _require(0 <= self.label_latency <= self.stream_window - self.stream_step, "diarization.label_latency",
                  "must be in [0, stream_window - stream_step]: a label needs a window that saw it")
+        _require(self.stream_reembed >= 0, "diarization.stream_reembed", "must be >= 0")
+        _require(self.stream_embedding_duration >= self.stream_min_embedding_duration > 0,
+                 "diarization.stream_embedding_duration", "must be >= stream_min_embedding_duration > 0")
         _require(0 < self.new_speaker_threshold < 2, "diarization.new_speaker_threshold",
                  "is a cosine distance in (0, 2)")
         _require(self.max_speakers >= 1, "diarization.max_speakers", "must be >= 1")

@@ -5,7 +5,7 @@ Embeddings are L2-normalised, so cosine distance = 1 - dot product.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -68,31 +68,43 @@ class SpeakerRegistry:
             return np.zeros((0, 0), dtype=np.float32)
         return _normalised(np.stack(self._sums))
 
-    def assign(self, embeddings: Sequence[np.ndarray], update: bool = True) -> list[int]:
+    def assign(self, embeddings: Sequence[np.ndarray], taken: Collection[int] = (),
+               may_create: Sequence[bool] | None = None, update: bool = True) -> list[int]:
         """Speaker index (see `labels`) for each local-speaker embedding of one window.
 
-        With `update`, matched centroids absorb the new embeddings, so a voice is
-        tracked as it drifts (new microphone distance, emotion).
+        `taken`: speakers already heard in this window (by other local speakers),
+        which these embeddings therefore cannot be. `may_create[i]` False: that
+        embedding is too weak to found a new speaker (short speech gives noisy
+        embeddings); unmatched, it gets -1 (unknown for now). With `update`,
+        matched centroids absorb the new embeddings, so a voice is tracked as it drifts.
         """
         if len(embeddings) == 0:
             return []
         emb = _normalised(np.asarray(embeddings, dtype=np.float64))
         result = [-1] * len(emb)
+        forced: set[int] = set()  # joined a speaker only because the registry is full
+        fresh: set[int] = set()  # opened a new speaker
         if self._sums:
             distance = 1.0 - emb @ self.centroids().T
-            rows, cols = linear_sum_assignment(distance)
+            distance[:, [t for t in taken if 0 <= t < len(self._sums)]] = np.inf
+            rows, cols = linear_sum_assignment(np.minimum(distance, 4.0))  # inf is not allowed
             for r, c in zip(rows, cols):
                 if distance[r, c] <= self._threshold:
                     result[r] = int(c)
         for r in range(len(emb)):
             if result[r] >= 0:
                 continue
+            if may_create is not None and not may_create[r]:
+                continue
             if len(self._sums) < self._max:
-                self._sums.append(np.zeros(emb.shape[1]))
+                self._sums.append(emb[r].copy())
                 result[r] = len(self._sums) - 1
+                fresh.add(r)
             else:  # full: the nearest speaker, even if another local speaker maps there too
                 result[r] = int(np.argmax(emb[r] @ self.centroids().T))
+                forced.add(r)  # too far to describe that voice: do not let it drag the centroid
         if update:
             for r, index in enumerate(result):
-                self._sums[index] = self._sums[index] + emb[r]
+                if index >= 0 and r not in forced and r not in fresh:
+                    self._sums[index] = self._sums[index] + emb[r]
         return result

@@ -102,7 +102,9 @@ class OnnxEmbedder:
     def embed(self, samples: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         features = fbank(check_audio(samples))
         if mask is not None:
-            features = features[mask[: len(features)]]
+            if len(mask) != len(features):
+                raise ValueError(f"mask has {len(mask)} frames, the fbank {len(features)}")
+            features = features[mask]
         if len(features) * FRAME_SHIFT < self.min_duration:
             raise ValueError(
                 f"speech too short to embed: {len(features) * FRAME_SHIFT:.2f} s < {self.min_duration} s"
@@ -113,7 +115,8 @@ class OnnxEmbedder:
 
 def fbank_frame_mask(grid: FrameGrid, activity: np.ndarray, num_samples: int) -> np.ndarray:
     """Per-fbank-frame bool mask from per-segmenter-frame 0/1 activity (nearest frame centre)."""
-    n = max(0, 1 + int((num_samples / SAMPLE_RATE - FRAME_LENGTH) // FRAME_SHIFT))
+    length, shift = round(FRAME_LENGTH * SAMPLE_RATE), round(FRAME_SHIFT * SAMPLE_RATE)
+    n = 1 + (num_samples - length) // shift if num_samples >= length else 0  # Kaldi snip_edges
     centres = np.arange(n) * FRAME_SHIFT + FRAME_LENGTH / 2
     index = np.clip(np.round((centres - grid.offset) / grid.step).astype(int), 0, len(activity) - 1)
     return activity[index].astype(bool)

@@ -6,6 +6,7 @@ reconstruction by overlapping-window votes.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,20 +44,34 @@ def speaker_masks(activity: np.ndarray, valid: np.ndarray) -> list[tuple[np.ndar
 
 
 def embed_local_speakers(embedder: SpeakerEmbedder, grid: FrameGrid, samples: np.ndarray,
-                         activity: np.ndarray, valid: np.ndarray, min_duration: float) -> list[np.ndarray | None]:
+                         activity: np.ndarray, valid: np.ndarray, min_duration: float,
+                         only: Sequence[int] | None = None,
+                         max_duration: float | None = None) -> list[np.ndarray | None]:
     """One embedding per local speaker of a window, or None when it has too little speech.
 
     Clean (single-speaker) frames are preferred: overlapped speech mixes two
     voices. A speaker who only ever overlaps falls back to all its frames.
+    `only` restricts the work to some local speakers; `max_duration` keeps the
+    most recent speech only (the streaming diarizer's cost cap).
     """
     min_frames = int(np.ceil(min_duration / grid.step))
     out: list[np.ndarray | None] = []
-    for clean, active in speaker_masks(activity, valid):
+    for k, (clean, active) in enumerate(speaker_masks(activity, valid)):
         chosen = clean if clean.sum() >= min_frames else active
-        if chosen.sum() < min_frames:
+        if (only is not None and k not in only) or chosen.sum() < min_frames:
             out.append(None)
             continue
-        out.append(embedder.embed(samples, fbank_frame_mask(grid, chosen, len(samples))))
+        frames = np.flatnonzero(chosen)
+        if max_duration is not None:
+            frames = frames[-int(np.ceil(max_duration / grid.step)):]
+        # fbank only the span that holds the chosen frames: cheaper on long windows.
+        first = max(0, int((frames[0] * grid.step + grid.offset - grid.step) * SAMPLE_RATE))
+        last = min(len(samples), int((frames[-1] * grid.step + grid.offset + grid.step) * SAMPLE_RATE))
+        span = np.zeros(len(chosen), dtype=bool)
+        span[frames] = True
+        shifted = FrameGrid(step=grid.step, offset=grid.offset - first / SAMPLE_RATE)
+        cropped = samples[first:last]
+        out.append(embedder.embed(cropped, fbank_frame_mask(shifted, span, len(cropped))))
     return out
 
 
