@@ -1,0 +1,1 @@
+"""Speech recognition: the Recognizer protocol, its faster-whisper backend, streaming policy."""

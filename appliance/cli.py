@@ -1,0 +1,149 @@
+"""The `appliance` command."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+
+from appliance.config import SAMPLE_RATE, AsrConfig, ConfigError
+from appliance.inference.manifest import ModelError, load_manifest, verify
+
+EXIT_USAGE = 2  # bad input or configuration: one line on stderr, no traceback
+
+
+class CliError(Exception):
+    """Fails the command with one line on stderr and exit status 2."""
+
+
+def _asr_config(args: argparse.Namespace) -> AsrConfig:
+    return AsrConfig(model=args.model, language=args.language, compute_type=args.compute_type)
+
+
+def _progress_bar(total: float) -> Callable[[float], None] | None:
+    """A progress bar on stderr for files over a minute, only when a person is watching."""
+    if total <= 60 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=round(total), unit="s", desc="transcribing", file=sys.stderr, leave=False)
+    return lambda reached: bar.update(round(reached) - bar.n)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from appliance.asr.recognizer import WhisperRecognizer
+    from appliance.audio.decode import load_audio
+    from appliance.inference.whisper import load_whisper
+    from appliance.subtitles.layout import layout_cues
+    from appliance.subtitles.writers import CUE_WRITERS
+
+    samples = load_audio(args.file)  # before the model: bad input fails fast
+    config = _asr_config(args)
+    recognizer = WhisperRecognizer(load_whisper(config), config)
+    duration = len(samples) / SAMPLE_RATE
+    words, language = recognizer.transcribe_file(samples, progress=_progress_bar(duration))
+    text = CUE_WRITERS[args.format](layout_cues(words), duration=duration, language=language)
+    if args.output:
+        try:
+            args.output.write_text(text)
+        except OSError as exc:
+            raise CliError(f"{args.output}: cannot write ({exc.strerror})") from None
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+
+    from appliance.asr.recognizer import WhisperRecognizer
+    from appliance.audio.decode import load_audio
+    from appliance.evaluation import read_reference, word_error_rate
+    from appliance.inference.whisper import load_whisper
+    from appliance.replay import replay
+    from appliance.vad.silero import SileroVad
+
+    samples = load_audio(args.file)
+    reference = read_reference(args.reference) if args.reference else None
+    config = _asr_config(args)
+    recognizer = WhisperRecognizer(load_whisper(config), config)
+    vad = SileroVad.load()
+    with contextlib.ExitStack() as stack:
+        events = stack.enter_context(args.events.open("w")) if args.events else None
+        result = asyncio.run(replay(samples, recognizer, vad, realtime=args.realtime, events_out=events))
+    summary = result.summary()
+    if reference is not None:
+        summary["wer"] = round(word_error_rate(reference, result.text), 4)
+    mode = "real time" if args.realtime else "fast"
+    print(f"replay of {args.file} ({mode}, {summary['audio_seconds']} s of audio)")
+    for key, value in summary.items():
+        print(f"  {key:<22} {value}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    failures = 0
+    for spec in load_manifest().values():
+        try:
+            verify(spec)
+            state = "verified"
+        except ModelError as exc:
+            state, failures = f"FAILED: {exc}", failures + 1
+        source = f"{spec.package}=={spec.version}"
+        print(f"{spec.name:<18} {spec.role:<13} {source:<30} {spec.licence:<11} {state}")
+    return 1 if failures else 0
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=AsrConfig.model, help="manifest model name or a CTranslate2 Whisper directory")
+    parser.add_argument("--language", help="language code for multilingual models (default: detect)")
+    parser.add_argument("--compute-type", default=AsrConfig.compute_type, help="CTranslate2 compute type")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="appliance", description="On-premise live transcription and subtitles.")
+    parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default WARNING)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    transcribe = commands.add_parser("transcribe", help="transcribe a recording into subtitles")
+    transcribe.add_argument("file", type=Path, help="any audio or video file FFmpeg decodes")
+    transcribe.add_argument("--format", choices=["vtt", "srt", "json", "txt"], default="vtt")
+    transcribe.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    _model_options(transcribe)
+    transcribe.set_defaults(run=cmd_transcribe)
+
+    replay = commands.add_parser("replay", help="run the streaming pipeline on a recording and measure it")
+    replay.add_argument("file", type=Path)
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="feed at wall-clock pace (latency; default)")
+    pace.add_argument("--fast", dest="realtime", action="store_false", help="feed as fast as it goes (accuracy)")
+    replay.set_defaults(realtime=True)
+    replay.add_argument("--events", type=Path, help="write every emitted event as a JSON line here")
+    replay.add_argument("--reference", type=Path, help="STM or plain-text reference: report WER")
+    _model_options(replay)
+    replay.set_defaults(run=cmd_replay)
+
+    models = commands.add_parser("models", help="list the pinned models and verify their hashes")
+    models.set_defaults(run=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from appliance.audio.decode import AudioInputError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except (AudioInputError, ModelError, ConfigError, CliError) as exc:
+        print(f"appliance: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Accuracy measures used by the replay harness, the tests and the benchmarks."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jiwer
+
+_PUNCTUATION = re.compile(r"[^\w\s']")
+
+
+def read_reference(path: Path) -> str:
+    """Reference text from a NIST STM file (text after the 5th field) or plain text."""
+    text = path.read_text()
+    if path.suffix.lower() != ".stm":
+        return text
+    lines = (line.split(maxsplit=5) for line in text.splitlines() if line and not line.startswith(";;"))
+    return " ".join(fields[5] for fields in lines if len(fields) == 6)
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation stripped (apostrophes kept), single spaces."""
+    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    return jiwer.wer(normalize(reference), normalize(hypothesis))

@@ -1,0 +1,101 @@
+"""The replay harness: a recording through the streaming session, measured.
+
+The same Session the daemon runs, fed by a FileReplaySource at real-time pace
+(latency) or as fast as it goes (accuracy). Latencies follow DESIGN.md §2: the time a
+word is first sent as partial (or final) minus the capture time of its end sample.
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from appliance.asr.latency import FirstShown
+from appliance.asr.recognizer import Recognizer
+from appliance.asr.stream import AsrStream, StreamStats
+from appliance.audio.sources import FileReplaySource
+from appliance.config import SAMPLE_RATE, StreamingConfig, VadConfig
+from appliance.session import Session
+from appliance.subtitles.types import Word
+from appliance.vad.silero import SileroVad
+
+
+@dataclass
+class ReplayResult:
+    audio_seconds: float
+    final_words: list[Word] = field(default_factory=list)
+    final_latency: list[float] = field(default_factory=list)  # one per final word
+    partial_latency: list[float] = field(default_factory=list)  # first shown, one per final word
+    cpu_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    stats: StreamStats = field(default_factory=StreamStats)
+    events: int = 0
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.final_words)
+
+    @property
+    def cpu_per_audio_second(self) -> float:
+        return self.cpu_seconds / self.audio_seconds
+
+    def summary(self) -> dict[str, float]:
+        def pct(values: list[float], q: float) -> float:
+            return round(float(np.percentile(values, q)), 3) if values else float("nan")
+
+        return {
+            "audio_seconds": round(self.audio_seconds, 3),
+            "final_words": len(self.final_words),
+            "final_latency_p50": pct(self.final_latency, 50),
+            "final_latency_p95": pct(self.final_latency, 95),
+            "partial_latency_p50": pct(self.partial_latency, 50),
+            "partial_latency_p95": pct(self.partial_latency, 95),
+            "cpu_per_audio_second": round(self.cpu_per_audio_second, 3),
+            "updates": self.stats.updates,
+            "merged_updates": self.stats.merged_updates,
+        }
+
+
+async def replay(
+    samples: np.ndarray,
+    recognizer: Recognizer,
+    vad: SileroVad,
+    *,
+    realtime: bool,
+    streaming: StreamingConfig | None = None,
+    vad_config: VadConfig | None = None,
+    events_out: IO[str] | None = None,
+) -> ReplayResult:
+    source = FileReplaySource(samples, realtime=realtime)
+    stream = AsrStream(recognizer, vad.stream(vad_config), streaming)
+    result = ReplayResult(audio_seconds=len(samples) / SAMPLE_RATE, stats=stream.stats)
+    shown = FirstShown()
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-asr") as executor:
+        session = Session("replay", source, stream, executor)
+        async for event in session.events():
+            result.events += 1
+            if events_out is not None:
+                record = {
+                    "kind": event.kind,
+                    "emitted": round(event.emitted - (source.started_at or wall0), 4),
+                    "words": [{"text": w.text, "start": w.start, "end": w.end} for w in event.words],
+                }
+                events_out.write(json.dumps(record) + "\n")
+            if event.kind == "partial":
+                shown.partial(event.words, event.emitted)
+                continue
+            result.final_words.extend(event.words)
+            for word, first in zip(event.words, shown.final(event.words, event.emitted)):
+                captured = session.capture.capture_time(min(word.end, result.audio_seconds - 1e-3))
+                if captured is not None:
+                    result.final_latency.append(event.emitted - captured)
+                    result.partial_latency.append(first - captured)
+    result.cpu_seconds = time.process_time() - cpu0
+    result.wall_seconds = time.monotonic() - wall0
+    return result
