@@ -126,7 +126,7 @@ class AppConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     vad: VadConfig = field(default_factory=VadConfig)
-    diarization: DiarizationConfig = field(default_factory=lambda: DiarizationConfig())
+    diarization: DiarizationConfig = field(default_factory=lambda: DiarizationConfig())  # class defined below
 
 
 @dataclass(frozen=True)
