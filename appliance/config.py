@@ -147,7 +147,7 @@ class DiarizationConfig:
     step: float = 1.0
     # Cosine distance below which two clusters are one speaker (calibrated, see
     # models/diarization/README.md).
-    cluster_threshold: float = 0.6
+    cluster_threshold: float = 0.5
     # Shortest clean (single-speaker) speech that gets its own embedding: CAM++ is
     # unreliable on less.
     min_embedding_duration: float = 0.5

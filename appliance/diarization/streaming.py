@@ -1,10 +1,11 @@
 """Streaming diarization: one instance per session, fed 16 kHz chunks as they arrive.
 
-Every `stream_step` seconds the last `stream_window` seconds are segmented; each
-local speaker with enough clean speech is embedded and matched to the session's
-`SpeakerRegistry`. Each window votes on the frames it saw; a frame's label
-becomes final once it is `label_latency` seconds old, so every final frame was
-seen by several windows with right-hand context, and is never revised.
+Every `stream_step` seconds the last `stream_window` seconds are segmented. A
+local speaker that continues one of the previous window keeps its session
+speaker; a new one (or one due for a re-check) is embedded and matched to the
+session's `SpeakerRegistry`. Each window votes on the frames it saw; a frame's
+label becomes final once it is `label_latency` seconds old, so every final frame
+was seen by several windows, and it is never revised.
 
 No threads, no clock: `push` does the work synchronously, so a session pipeline
 calls it from an executor thread. Only the models are shared between sessions.
