@@ -217,3 +217,22 @@ def test_wrong_rate_and_layout_are_refused_clearly(models, audio):
         offline(np.stack([audio, audio]))
     with pytest.raises(ValueError, match="float"):
         stream.push((audio[:1600] * 32767).astype(np.int16))
+
+
+def test_sessions_share_models_across_executor_threads(models, audio):
+    """Per-stream state only: two sessions on one set of models, in threads, match a lone run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clip = audio[int(6 * 16_000):int(18 * 16_000)]
+
+    def run(samples: np.ndarray) -> list[SpeakerTurn]:
+        stream = StreamingDiarizer(models, CONFIG)
+        turns = []
+        for i in range(0, len(samples), 4_000):
+            turns += stream.push(samples[i:i + 4_000]).final
+        return turns + stream.flush().final
+
+    alone = run(clip)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = list(pool.map(run, [clip, clip]))
+    assert together == [alone, alone]
