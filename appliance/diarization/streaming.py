@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from appliance.audio.frames import RingBuffer
 from appliance.config import SAMPLE_RATE, DiarizationConfig
 from appliance.diarization.aggregation import decide, first_frame, to_turns, window_votes
 from appliance.diarization.clustering import SpeakerRegistry, speaker_label
@@ -66,10 +67,7 @@ class StreamingDiarizer:
         self._window = int(round(config.stream_window * SAMPLE_RATE))
         self._hop = int(round(config.stream_step * SAMPLE_RATE))
         self._registry = SpeakerRegistry(config.new_speaker_threshold, config.max_speakers)
-        # The last `window` samples, zeros before the stream starts (the first
-        # windows are left-padded with silence, which the segmenter handles).
-        self._audio = np.zeros(self._window, dtype=np.float32)
-        self._received = 0  # samples pushed so far
+        self._ring = RingBuffer(self._window)  # the last `window` samples
         self._processed = 0  # end sample of the last segmented window
         # Votes for frames not yet final, indexed from global frame `_base`.
         frames = int(np.ceil(config.stream_window / self._grid.step)) + int(np.ceil(config.stream_step / self._grid.step)) + 4
@@ -91,6 +89,10 @@ class StreamingDiarizer:
     def audio_time(self) -> float:
         return self._received / SAMPLE_RATE
 
+    @property
+    def _received(self) -> int:
+        return self._ring.end  # samples pushed so far
+
     def push(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> StreamingUpdate:
         """Feed the next chunk (any length); returns the turns that became final."""
         check_rate(sample_rate)
@@ -100,7 +102,7 @@ class StreamingDiarizer:
         final: list[SpeakerTurn] = []
         while len(samples):
             take = min(len(samples), self._processed + self._hop - self._received)
-            self._write(samples[:take])
+            self._ring.append(samples[:take])
             samples = samples[take:]
             if self._received == self._processed + self._hop:
                 self._step()
@@ -125,24 +127,18 @@ class StreamingDiarizer:
 
     # ------------------------------------------------------------------ internals
 
-    def _write(self, chunk: np.ndarray) -> None:
-        n = len(chunk)
-        if n >= self._window:
-            self._audio[:] = chunk[-self._window:]
-        else:
-            self._audio[:-n] = self._audio[n:]
-            self._audio[-n:] = chunk
-        self._received += n
-
     def _step(self) -> None:
         """Segment the window ending now, map its local speakers, add its votes."""
         end = self._received
         start = end - self._window
-        activity = self._models.segmenter(self._audio)
+        audio = self._ring.read(max(0, start), end)
+        if len(audio) < self._window:  # the stream's first seconds: left-pad with silence
+            audio = np.concatenate([np.zeros(self._window - len(audio), dtype=np.float32), audio])
+        activity = self._models.segmenter(audio)
         times = start / SAMPLE_RATE + np.arange(len(activity)) * self._grid.step + self._grid.offset
         valid = times >= 0  # left padding before the stream began
         activity = activity * valid[:, None].astype(activity.dtype)
-        local_to_global = self._identify(activity, valid, start)
+        local_to_global = self._identify(audio, activity, valid, start)
         votes, heard = window_votes(activity, local_to_global, self._config.max_speakers)
         # A frame near the window's right edge was judged with little future context,
         # and every window that votes before a frame is final saw it within
@@ -160,7 +156,7 @@ class StreamingDiarizer:
             self._cover[j + lo:j + hi] += weight[lo:hi]
         self._processed = end
 
-    def _identify(self, activity: np.ndarray, valid: np.ndarray, start: int) -> list[int]:
+    def _identify(self, audio: np.ndarray, activity: np.ndarray, valid: np.ndarray, start: int) -> list[int]:
         """Session speaker of each local speaker of this window (-1: not known yet).
 
         Embedding is the expensive part, so a local speaker that continues one of
@@ -178,7 +174,7 @@ class StreamingDiarizer:
                                              min_frames=int(np.ceil(0.2 / self._grid.step))):
                 speakers[k], age[k] = prev_speakers[kp], prev_age[kp] + cfg.stream_step
         todo = [k for k in range(k_local) if speakers[k] < 0 or age[k] >= cfg.stream_reembed]
-        embeddings = embed_local_speakers(self._models.embedder, self._grid, self._audio, activity, valid,
+        embeddings = embed_local_speakers(self._models.embedder, self._grid, audio, activity, valid,
                                           cfg.stream_min_embedding_duration, only=todo,
                                           max_duration=cfg.stream_embedding_duration)
         fresh = [k for k in todo if embeddings[k] is not None]

@@ -236,3 +236,16 @@ def test_sessions_share_models_across_executor_threads(models, audio):
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(run, [clip, clip]))
     assert together == [alone, alone]
+
+
+def test_runtime_never_imports_torch():
+    """The daemon's diarization path runs on onnxruntime alone (torch is for `make models`)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, appliance.diarization.offline, appliance.diarization.streaming, "
+            "appliance.diarization.words, appliance.cli; "
+            "bad = [m for m in ('torch', 'torchaudio', 'pyannote.audio') if m in sys.modules]; "
+            "sys.exit(f'imported {bad}' if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
