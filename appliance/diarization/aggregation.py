@@ -36,7 +36,7 @@ def first_frame(grid: FrameGrid, start_sample: int) -> int:
 
 def decide(score: np.ndarray, count: np.ndarray, cover: np.ndarray) -> np.ndarray:
     """(frames, speakers) bool: the top round(mean count) speakers by mean activity, if active at all."""
-    seen = np.maximum(cover, 1)[:, None]
+    seen = np.where(cover > 0, cover, 1.0)[:, None]  # cover is a sum of weights, possibly < 1
     mean = score / seen
     k = np.rint(count / seen[:, 0]).astype(int)
     ranked = np.argsort(-mean, axis=1, kind="stable")

@@ -44,9 +44,10 @@ class SpeakerRegistry:
 
     Each call gives the embeddings of the distinct local speakers of one window;
     they are matched one-to-one to known speakers (two voices heard at once are
-    never the same person) by the smallest total cosine distance. A match farther
-    than `threshold` opens a new speaker, up to `max_speakers`; past that it
-    joins the nearest one. Labels are issued once, in order of creation, and a
+    never the same person) by the smallest total cosine distance. An embedding
+    farther than `threshold` from every known speaker opens a new one, up to
+    `max_speakers` (past that it joins the nearest); one that is near a known
+    speaker who is already taken in this window stays unknown (-1). Labels are issued once, in order of creation, and a
     label is never renamed, merged or reused: what was final stays true.
     """
 
@@ -95,6 +96,11 @@ class SpeakerRegistry:
             if result[r] >= 0:
                 continue
             if may_create is not None and not may_create[r]:
+                continue
+            if self._sums and float(np.min(1.0 - emb[r] @ self.centroids().T)) <= self._threshold:
+                # It resembles a known voice that is taken in this window: most often
+                # the segmenter split one voice into two local speakers. A new
+                # speaker here would be spurious; leave it unknown instead.
                 continue
             if len(self._sums) < self._max:
                 self._sums.append(emb[r].copy())

@@ -26,6 +26,11 @@ from appliance.diarization.offline import embed_local_speakers
 from appliance.subtitles.types import SpeakerTurn
 
 
+# Speech two local speakers of consecutive windows must share to be one voice:
+# enough to rule out a few boundary frames, short enough to link a brief reply.
+_LINK_MIN_SECONDS = 0.2
+
+
 def link_local_speakers(previous: np.ndarray, current: np.ndarray, shift: int,
                         min_frames: int) -> list[tuple[int, int]]:
     """(current, previous) local speaker pairs that are the same voice.
@@ -171,7 +176,7 @@ class StreamingDiarizer:
             prev_activity, prev_start, prev_speakers, prev_age = self._previous
             for k, kp in link_local_speakers(prev_activity, activity,
                                              first_frame(self._grid, start) - first_frame(self._grid, prev_start),
-                                             min_frames=int(np.ceil(0.2 / self._grid.step))):
+                                             min_frames=int(np.ceil(_LINK_MIN_SECONDS / self._grid.step))):
                 speakers[k], age[k] = prev_speakers[kp], prev_age[kp] + cfg.stream_step
         todo = [k for k in range(k_local) if speakers[k] < 0 or age[k] >= cfg.stream_reembed]
         embeddings = embed_local_speakers(self._models.embedder, self._grid, audio, activity, valid,

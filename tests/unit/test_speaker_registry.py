@@ -71,19 +71,32 @@ def test_two_voices_in_one_window_are_never_the_same_speaker():
     rng = np.random.default_rng(5)
     reg = SpeakerRegistry(threshold=0.5, max_speakers=4)
     reg.assign([sample(a, rng)])
-    # Both local speakers resemble S1 the most; one-to-one matching keeps them apart.
-    both = [sample(a, rng), sample(a, rng, noise=0.04)]
-    result = reg.assign(both)
-    assert sorted(result) == [0, 1]
+    reg.assign([sample(b, rng)])
+    # Both local speakers are nearest to S1; one-to-one matching gives the closer
+    # one S1 and the other its next best, S2, if that is within the threshold.
+    near_a, between = sample(a, rng), a + 0.9 * b
+    assert reg.assign([between, near_a]) == [1, 0]
 
 
-def test_taken_speakers_are_excluded():
-    a, b = voices(2)
+def test_a_voice_near_a_taken_speaker_stays_unknown_rather_than_new():
+    """Two local speakers that both sound like S1: the segmenter split one voice; no S2 is invented."""
+    a, _ = voices(2)
     rng = np.random.default_rng(6)
     reg = SpeakerRegistry(threshold=0.5, max_speakers=4)
     reg.assign([sample(a, rng)])
-    reg.assign([sample(b, rng)])
-    assert reg.assign([sample(a, rng)], taken={0}) == [2]
+    result = reg.assign([sample(a, rng), sample(a, rng, noise=0.04)])
+    assert sorted(result) == [-1, 0]
+    assert reg.labels == ("S1",)
+    # Likewise when S1 is taken by a local speaker already known from the previous window.
+    assert reg.assign([sample(a, rng)], taken={0}) == [-1]
+
+
+def test_a_far_voice_opens_a_new_speaker_even_when_others_are_taken():
+    a, b = voices(2)
+    rng = np.random.default_rng(7)
+    reg = SpeakerRegistry(threshold=0.5, max_speakers=4)
+    reg.assign([sample(a, rng)])
+    assert reg.assign([sample(b, rng)], taken={0}) == [1]
 
 
 def test_weak_embeddings_do_not_found_speakers():
