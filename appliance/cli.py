@@ -104,6 +104,81 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from appliance.config import load_config
+    from appliance.daemon import serve
+
+    config = load_config(args.config, os.environ, args.set)
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+_COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m"]
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    import grpc
+    from google.protobuf import json_format
+
+    from appliance._generated.appliance.v1 import appliance_pb2 as pb
+    from appliance.service.client import Endpoint, follow
+
+    endpoint = Endpoint(args.server, args.ca, args.cert, args.key, args.token_file, args.server_name)
+    tty = sys.stdout.isatty()
+    speakers: dict[str, str] = {}
+
+    def label(speaker: str) -> str:
+        if not speaker:
+            return ""
+        if not tty:
+            return f"{speaker}: "
+        colour = speakers.setdefault(speaker, _COLOURS[len(speakers) % len(_COLOURS)])
+        return f"{colour}{speaker}\033[0m: "
+
+    def timestamp(t: float) -> str:
+        h, rem = divmod(t, 3600)
+        m, s = divmod(rem, 60)
+        return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+
+    async def run() -> None:
+        cue_number = 0
+        if args.format == "vtt":
+            print("WEBVTT\n", flush=True)
+        async for event in follow(endpoint, args.session, args.partials, args.from_seq):
+            if args.format == "json":
+                print(json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True)), flush=True)
+            elif event.kind == pb.SubtitleEvent.FINAL:
+                if args.format == "vtt":
+                    voice = f"<v {event.speaker}>" if event.speaker else ""
+                    print(f"{timestamp(event.start)} --> {timestamp(event.end)}\n{voice}" + "\n".join(event.lines) + "\n", flush=True)
+                else:
+                    cue_number += 1
+                    print(("\r\033[K" if tty else "") + label(event.speaker) + event.text, flush=True)
+            elif event.kind == pb.SubtitleEvent.PARTIAL and args.format == "text" and event.text:
+                if tty:
+                    print(f"\r\033[K\033[2m{label(event.speaker)}{event.text}\033[0m", end="", flush=True)
+                else:
+                    print(f"… {label(event.speaker)}{event.text}", flush=True)
+            elif event.kind == pb.SubtitleEvent.SESSION_STATE and args.format == "text":
+                print(f"[session {event.session_id}: {pb.SessionState.Name(event.state).lower()}"
+                      f"{' - ' + event.message if event.message else ''}]", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(run())
+    except grpc.aio.AioRpcError as exc:
+        raise CliError(f"{args.server}: {exc.code().name}: {exc.details()}") from None
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     failures = 0
     for spec in load_manifest().values():
@@ -115,6 +190,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         source = f"{spec.package}=={spec.version}"
         print(f"{spec.name:<18} {spec.role:<13} {source:<30} {spec.licence:<11} {state}")
     return 1 if failures else 0
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    try:
+        from appliance.audio.capture import input_devices
+    except OSError as exc:  # sounddevice raises this when libportaudio2 is not installed
+        raise CliError(f"PortAudio is not available: {exc}") from None
+
+    devices = input_devices()
+    if not devices:
+        print("no input devices")
+        return 0
+    print(f"  {'index':>5}  {'name':<32} {'host API':<12} {'channels':>8} {'rate (Hz)':>10}")
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:>5}  {d.name:<32} {d.hostapi:<12} {d.max_input_channels:>8} {d.default_samplerate:>10.0f}")
+    print("* default input")
+    return 0
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -149,8 +242,30 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(replay)
     replay.set_defaults(run=cmd_replay)
 
+    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC")
+    serve.add_argument("--config", type=Path, help="TOML configuration (default: built-in defaults)")
+    serve.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one setting (after the file and APPLIANCE_SECTION__KEY variables)")
+    serve.set_defaults(run=cmd_serve)
+
+    subscribe = commands.add_parser("subscribe", help="print a session's live captions")
+    subscribe.add_argument("--server", default="127.0.0.1:50051", help="daemon address (default %(default)s)")
+    subscribe.add_argument("--session", default="room", help="session id (default %(default)s)")
+    subscribe.add_argument("--partials", action="store_true", help="show captions as they form")
+    subscribe.add_argument("--format", choices=["text", "vtt", "json"], default="text")
+    subscribe.add_argument("--from-seq", type=int, default=0, help="resume after this event seq")
+    subscribe.add_argument("--ca", type=Path, help="TLS: CA or server certificate to trust")
+    subscribe.add_argument("--cert", type=Path, help="mTLS: client certificate")
+    subscribe.add_argument("--key", type=Path, help="mTLS: client key")
+    subscribe.add_argument("--server-name", help="TLS: name to verify when --server is an IP")
+    subscribe.add_argument("--token-file", type=Path, help="file holding the bearer token")
+    subscribe.set_defaults(run=cmd_subscribe)
+
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
     models.set_defaults(run=cmd_models)
+
+    devices = commands.add_parser("devices", help="list the sound cards live capture can record from")
+    devices.set_defaults(run=cmd_devices)
     return parser
 
 

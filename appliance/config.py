@@ -6,7 +6,10 @@ message naming it rather than deep inside the audio path.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 SAMPLE_RATE = 16_000  # every stage after capture works on 16 kHz mono float32
@@ -120,13 +123,187 @@ class StreamingConfig:
         _require(self.idle_keep >= 0.3, "streaming.idle_keep", "must be >= 0.3 s")
 
 
+def _host(listen: str) -> str:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]")
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
 @dataclass(frozen=True)
-class AppConfig:
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    asr: AsrConfig = field(default_factory=AsrConfig)
-    streaming: StreamingConfig = field(default_factory=StreamingConfig)
-    vad: VadConfig = field(default_factory=VadConfig)
-    diarization: DiarizationConfig = field(default_factory=lambda: DiarizationConfig())  # class defined below
+class ServerConfig:
+    """The gRPC API: address, TLS, tokens, and the limits that protect the pipeline."""
+
+    listen: str = "127.0.0.1:50051"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None  # set: clients must present a certificate it signed (mTLS)
+    token_file: Path | None = None  # one bearer token per line; set: every call needs one
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
+    reflection: bool = True
+    max_message_bytes: int = 65_536
+    max_concurrent_rpcs: int = 2_000
+    max_subscribers_per_session: int = 1_000
+    subscriber_backlog: int = 256  # non-partial events a subscriber may fall behind before it is ended
+    max_push_sessions: int = 8
+    retained_events: int = 100_000  # per session: how far back a subscriber can resume
+    grace_seconds: float = 5.0  # drain time on SIGTERM
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "server.listen",
+                 f"expected HOST:PORT, got {self.listen!r}")
+        _require((self.tls_cert is None) == (self.tls_key is None), "server.tls_cert",
+                 "tls_cert and tls_key go together")
+        for key in ("tls_cert", "tls_key", "client_ca", "token_file"):
+            path = getattr(self, key)
+            _require(path is None or Path(path).is_file(), f"server.{key}", f"no such file {path}")
+        _require(self.client_ca is None or self.tls_cert is not None, "server.client_ca", "needs tls_cert and tls_key")
+        _require(self.tls_cert is not None or _host(self.listen) in LOOPBACK or self.allow_insecure_remote,
+                 "server.listen", f"{self.listen} is not loopback: configure tls_cert/tls_key "
+                 "(or set allow_insecure_remote = true to serve plaintext anyway)")
+        for key in ("max_message_bytes", "max_concurrent_rpcs", "max_subscribers_per_session",
+                    "subscriber_backlog", "retained_events"):
+            _require(getattr(self, key) >= 1, f"server.{key}", "must be >= 1")
+        _require(self.max_push_sessions >= 0, "server.max_push_sessions", "must be >= 0")
+        _require(self.grace_seconds >= 0, "server.grace_seconds", "must be >= 0")
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """A room the daemon runs from start: a microphone, or a recording replayed in real time."""
+
+    id: str
+    source: str = "microphone"  # microphone | replay
+    file: Path | None = None  # replay: the recording
+    device: str | int | None = None  # microphone: overrides capture.device for this room
+
+    def __post_init__(self) -> None:
+        _require(bool(self.id) and self.id.replace("-", "").replace("_", "").isalnum(), "sessions.id",
+                 f"{self.id!r}: use letters, digits, - and _")
+        _require(self.source in ("microphone", "replay"), f"sessions.{self.id}.source",
+                 f"unknown source {self.source!r} (microphone or replay)")
+        _require(self.source != "replay" or (self.file is not None and Path(self.file).is_file()),
+                 f"sessions.{self.id}.file", f"replay needs an existing file, got {self.file}")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Live capture from a sound card through PortAudio.
+
+    Whether `device` exists is checked against the sound cards at daemon start
+    (`appliance.audio.capture.resolve_device`), not here: this stays pure.
+    """
+
+    device: str | int | None = None  # a name substring, a PortAudio index, or None: the default input
+    channel: int | None = None  # None: the mean of all opened channels; else only this channel (0-based)
+    # How many device channels to open. None: the device's maximum, but at most 2, because
+    # virtual devices (ALSA's `pulse`, `default`) advertise 32 and fill most with silence.
+    channels: int | None = None
+    block_seconds: float = 0.02  # audio per PortAudio callback
+    queue_seconds: float = 2.0  # most audio held between the callback and the pipeline; older blocks are dropped
+    reconnect_initial: float = 0.5  # first wait before reopening a device that failed
+    reconnect_max: float = 10.0  # the wait doubles up to this
+    stall_seconds: float = 2.0  # no block for this long means the device is gone
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, str):
+            _require(self.device.strip() != "", "capture.device", "must be a name, an index or unset")
+        elif self.device is not None:
+            _require(
+                isinstance(self.device, int) and not isinstance(self.device, bool) and self.device >= 0,
+                "capture.device",
+                f"must be a name substring or an index >= 0, got {self.device!r}",
+            )
+        if self.channel is not None:
+            _require(self.channel >= 0, "capture.channel", f"must be >= 0 or unset, got {self.channel}")
+        if self.channels is not None:
+            _require(self.channels >= 1, "capture.channels", f"must be >= 1 or unset, got {self.channels}")
+            if self.channel is not None:
+                _require(
+                    self.channel < self.channels,
+                    "capture.channel",
+                    f"{self.channel} is not among the {self.channels} opened channels (0-based)",
+                )
+        _require(0.005 <= self.block_seconds <= 0.5, "capture.block_seconds", "must be between 0.005 and 0.5 s")
+        _require(
+            self.queue_seconds >= 2 * self.block_seconds,
+            "capture.queue_seconds",
+            f"must hold at least two blocks (>= {2 * self.block_seconds} s)",
+        )
+        _require(self.reconnect_initial > 0, "capture.reconnect_initial", "must be > 0 seconds")
+        _require(
+            self.reconnect_max >= self.reconnect_initial,
+            "capture.reconnect_max",
+            f"must be >= reconnect_initial ({self.reconnect_initial} s)",
+        )
+        _require(
+            self.stall_seconds > self.block_seconds,
+            "capture.stall_seconds",
+            f"must be longer than one block ({self.block_seconds} s)",
+        )
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """Live capture from a sound card through PortAudio.
+
+    Whether `device` exists is checked against the sound cards at daemon start
+    (`appliance.audio.capture.resolve_device`), not here: this stays pure.
+    """
+
+    device: str | int | None = None  # a name substring, a PortAudio index, or None: the default input
+    channel: int | None = None  # None: the mean of all opened channels; else only this channel (0-based)
+    # How many device channels to open. None: the device's maximum, but at most 2, because
+    # virtual devices (ALSA's `pulse`, `default`) advertise 32 and fill most with silence.
+    channels: int | None = None
+    block_seconds: float = 0.02  # audio per PortAudio callback
+    queue_seconds: float = 2.0  # most audio held between the callback and the pipeline; older blocks are dropped
+    reconnect_initial: float = 0.5  # first wait before reopening a device that failed
+    reconnect_max: float = 10.0  # the wait doubles up to this
+    stall_seconds: float = 2.0  # no block for this long means the device is gone
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, str):
+            _require(self.device.strip() != "", "capture.device", "must be a name, an index or unset")
+        elif self.device is not None:
+            _require(
+                isinstance(self.device, int) and not isinstance(self.device, bool) and self.device >= 0,
+                "capture.device",
+                f"must be a name substring or an index >= 0, got {self.device!r}",
+            )
+        if self.channel is not None:
+            _require(self.channel >= 0, "capture.channel", f"must be >= 0 or unset, got {self.channel}")
+        if self.channels is not None:
+            _require(self.channels >= 1, "capture.channels", f"must be >= 1 or unset, got {self.channels}")
+            if self.channel is not None:
+                _require(
+                    self.channel < self.channels,
+                    "capture.channel",
+                    f"{self.channel} is not among the {self.channels} opened channels (0-based)",
+                )
+        _require(0.005 <= self.block_seconds <= 0.5, "capture.block_seconds", "must be between 0.005 and 0.5 s")
+        _require(
+            self.queue_seconds >= 2 * self.block_seconds,
+            "capture.queue_seconds",
+            f"must hold at least two blocks (>= {2 * self.block_seconds} s)",
+        )
+        _require(self.reconnect_initial > 0, "capture.reconnect_initial", "must be > 0 seconds")
+        _require(
+            self.reconnect_max >= self.reconnect_initial,
+            "capture.reconnect_max",
+            f"must be >= reconnect_initial ({self.reconnect_initial} s)",
+        )
+        _require(
+            self.stall_seconds > self.block_seconds,
+            "capture.stall_seconds",
+            f"must be longer than one block ({self.block_seconds} s)",
+        )
 
 
 @dataclass(frozen=True)
@@ -186,3 +363,121 @@ class DiarizationConfig:
         _require(0 < self.new_speaker_threshold < 2, "diarization.new_speaker_threshold",
                  "is a cosine distance in (0, 2)")
         _require(self.max_speakers >= 1, "diarization.max_speakers", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+    sessions: tuple[SessionConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        ids = [s.id for s in self.sessions]
+        _require(len(ids) == len(set(ids)), "sessions", f"duplicate session ids in {ids}")
+
+
+# --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
+
+_SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
+             "capture": CaptureConfig, "diarization": DiarizationConfig, "server": ServerConfig}
+ENV_PREFIX = "APPLIANCE_"
+
+
+def _type_name(tp: object) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "none")
+
+
+def _coerce(tp: object, value: object, key: str) -> object:
+    args = typing.get_args(tp)
+    if type(tp) is types.UnionType or typing.get_origin(tp) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        for inner in options:
+            try:
+                return _coerce(inner, value, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {' or '.join(map(_type_name, options))}, got {value!r}")
+    if typing.get_origin(tp) is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a path string, got {value!r}")
+        return Path(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # a device given as an index
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, table: object, prefix: str) -> object:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}: unknown key (known: {', '.join(known)})")
+    return cls(**{k: _coerce(hints[k], v, f"{prefix}.{k}") for k, v in table.items()})
+
+
+def _parse_value(text: str) -> object:
+    """An override's value as TOML (numbers, booleans, lists, strings), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _set(data: dict, dotted: str, text: str, origin: str) -> None:
+    section, _, key = dotted.partition(".")
+    if section not in _SECTIONS or not key:
+        raise ConfigError(f"{origin}: expected SECTION.KEY with SECTION one of {', '.join(_SECTIONS)}")
+    data.setdefault(section, {})[key] = _parse_value(text)
+
+
+def load_config(
+    path: Path | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    overrides: typing.Sequence[str] = (),
+) -> AppConfig:
+    """The effective configuration; any bad key, type or value raises ConfigError naming it."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for name, value in sorted((env or {}).items()):
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section, key = name[len(ENV_PREFIX):].lower().split("__", 1)
+            _set(data, f"{section}.{key}", value, name)
+    for override in overrides:
+        dotted, eq, value = override.partition("=")
+        if not eq:
+            raise ConfigError(f"--set {override}: expected SECTION.KEY=VALUE")
+        _set(data, dotted.strip(), value.strip(), f"--set {override}")
+    unknown = set(data) - set(_SECTIONS) - {"sessions"}
+    if unknown:
+        raise ConfigError(f"{sorted(unknown)[0]}: unknown section (known: {', '.join([*_SECTIONS, 'sessions'])})")
+    sessions = data.get("sessions", [])
+    if not isinstance(sessions, list):
+        raise ConfigError("sessions: expected an array of tables ([[sessions]])")
+    return AppConfig(
+        **{name: _build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()},
+        sessions=tuple(_build(SessionConfig, s, f"sessions[{i}]") for i, s in enumerate(sessions)),
+    )
+    capture: CaptureConfig = field(default_factory=CaptureConfig)

@@ -20,7 +20,7 @@ from appliance.asr.recognizer import Recognizer
 from appliance.asr.stream import AsrStream, StreamStats
 from appliance.audio.sources import FileReplaySource
 from appliance.config import SAMPLE_RATE, StreamingConfig, VadConfig
-from appliance.session import Session
+from appliance.session import Pipeline
 from appliance.subtitles.types import Word
 from appliance.vad.silero import SileroVad
 
@@ -77,24 +77,27 @@ async def replay(
     shown = FirstShown()
     cpu0, wall0 = time.process_time(), time.monotonic()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-asr") as executor:
-        session = Session("replay", source, stream, executor)
-        async for event in session.events():
-            result.events += 1
-            if events_out is not None:
-                record = {
-                    "kind": event.kind,
-                    "emitted": round(event.emitted - (source.started_at or wall0), 4),
-                    "words": [{"text": w.text, "start": w.start, "end": w.end} for w in event.words],
-                }
-                events_out.write(json.dumps(record) + "\n")
-            if event.kind == "partial":
-                shown.partial(event.words, event.emitted)
-                continue
-            result.final_words.extend(event.words)
-            for word, first in zip(event.words, shown.final(event.words, event.emitted)):
-                captured = session.capture.capture_time(min(word.end, result.audio_seconds - 1e-3))
+        pipeline = Pipeline(source, stream, executor)
+        async for update in pipeline.updates():
+            decision, emitted = update.decision, update.emitted
+            events = [("final", decision.final)] if decision.final else []
+            if not decision.closed:  # a partial replaces the previous one, even when empty
+                events.append(("partial", decision.partial))
+            for kind, words in events:
+                result.events += 1
+                if events_out is not None:
+                    record = {
+                        "kind": kind,
+                        "emitted": round(emitted - (source.started_at or wall0), 4),
+                        "words": [{"text": w.text, "start": w.start, "end": w.end} for w in words],
+                    }
+                    events_out.write(json.dumps(record) + "\n")
+            shown.partial(decision.partial, emitted)
+            result.final_words.extend(decision.final)
+            for word, first in zip(decision.final, shown.final(decision.final, emitted)):
+                captured = pipeline.capture.capture_time(min(word.end, result.audio_seconds - 1e-3))
                 if captured is not None:
-                    result.final_latency.append(event.emitted - captured)
+                    result.final_latency.append(emitted - captured)
                     result.partial_latency.append(first - captured)
     result.cpu_seconds = time.process_time() - cpu0
     result.wall_seconds = time.monotonic() - wall0

@@ -27,6 +27,7 @@ class Decision:
     final: list[Word] = field(default_factory=list)  # newly final, in time order
     partial: list[Word] = field(default_factory=list)  # the current tentative tail (replaces the last one)
     stability: float = 0.0  # estimate that the partial will not change (mean word probability)
+    closed: bool = False  # a speech region (or the stream) ended: nothing is pending any more
 
 
 def _key(word: Word) -> str:
@@ -88,7 +89,7 @@ class CommitPolicy:
         committed = self._new_part(hypothesis)
         self.final.extend(committed)
         self._recent.clear()
-        return self._decision(committed, [])
+        return Decision(final=committed, partial=[], stability=1.0, closed=True)
 
     def force(self, hypothesis: Sequence[Word], until: float) -> Decision:
         """Finalise the new words of `hypothesis` that end by `until`; the rest stays partial."""

@@ -89,7 +89,7 @@ class AsrStream:
         pending = self._speaking or self._flush_at is not None or bool(self._partial)
         self.vad.flush()
         self._flush_at, self._speaking, self._partial = None, False, []
-        return self.policy.flush(self._decode(self.ring.end)) if pending else Decision()
+        return self.policy.flush(self._decode(self.ring.end)) if pending else Decision(closed=True)
 
     def _update_speaking(self) -> Decision:
         config = self.config

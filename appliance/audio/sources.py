@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -34,12 +35,17 @@ class FileReplaySource:
         self.frame = int(frame_seconds * SAMPLE_RATE)
         self.clock = clock
         self.started_at: float | None = None
+        self._stopped = False
+
+    async def aclose(self) -> None:
+        """End the replay early (shutdown); the iterator finishes at its next frame."""
+        self._stopped = True
 
     async def __aiter__(self) -> AsyncIterator[list[AudioFrame]]:
         total, frame = len(self.samples), self.frame
         t0 = self.started_at = self.clock()
         position = 0
-        while position < total:
+        while position < total and not self._stopped:
             if not self.realtime:
                 end = min(position + frame, total)
                 yield [AudioFrame(self.samples[position:end], position, self.clock())]
@@ -56,3 +62,50 @@ class FileReplaySource:
                 batch.append(AudioFrame(self.samples[start:end], start, t0 + end / SAMPLE_RATE))
             position = batch[-1].end
             yield batch
+
+
+class PushSource:
+    """Audio a client pushes over the network (Subtitles.Transcribe).
+
+    `push` waits while the queue is full, which holds back the client's stream
+    through gRPC flow control instead of buffering without bound.
+    """
+
+    def __init__(self, max_queued: int = 64, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._frames: deque[AudioFrame] = deque()
+        self._max = max_queued
+        self._changed = asyncio.Condition()
+        self._position = 0
+        self._closed = False
+
+    async def push(self, samples: np.ndarray) -> None:
+        """Add 16 kHz mono float32 samples (already normalised)."""
+        if len(samples) == 0:
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._frames) < self._max or self._closed)
+            frame = AudioFrame(samples, self._position, self.clock())
+            self._position = frame.end
+            self._frames.append(frame)
+            self._changed.notify_all()
+
+    async def close(self) -> None:
+        """No more audio: the pipeline finalises what it has, then the session ends."""
+        async with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
+    aclose = close
+
+    async def __aiter__(self) -> AsyncIterator[list[AudioFrame]]:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self._frames or self._closed)
+                batch = list(self._frames)
+                self._frames.clear()
+                self._changed.notify_all()
+            if batch:
+                yield batch
+            elif self._closed:
+                return

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 
-from appliance.subtitles.types import Cue, SpeakerTurn
+from appliance.subtitles.types import Cue, SpeakerTurn, Word
 
 
 def _timestamp(seconds: float, decimal: str) -> str:
@@ -76,3 +76,17 @@ CUE_WRITERS: dict[str, Callable[..., str]] = {
     "json": to_json,
     "txt": to_text,
 }
+
+
+def turns_from_words(words: Sequence[Word], max_gap: float = 1.0) -> list[SpeakerTurn]:
+    """Speaker turns from attributed words: consecutive words of one speaker, pauses under max_gap."""
+    turns: list[SpeakerTurn] = []
+    for w in words:
+        if not w.speaker:
+            continue
+        last = turns[-1] if turns else None
+        if last and last.speaker == w.speaker and w.start - last.end <= max_gap:
+            turns[-1] = SpeakerTurn(last.start, max(last.end, w.end), w.speaker)
+        else:
+            turns.append(SpeakerTurn(w.start, w.end, w.speaker))
+    return turns

@@ -1,0 +1,1 @@
+"""The gRPC service: event log, fan-out, servicers, security, conversion to and from protobuf."""

@@ -1,0 +1,221 @@
+"""The gRPC servicers: Subtitles (Subscribe, Transcribe) and Sessions (List, Get, Export)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import grpc
+
+from appliance._generated.appliance.v1 import appliance_pb2 as pb
+from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
+from appliance.audio.pcm import PcmError, check_format, decode_pcm
+from appliance.audio.sources import PushSource
+from appliance.config import ServerConfig
+from appliance.service.convert import event_to_pb, state_to_pb
+from appliance.service.eventlog import ResumeError
+from appliance.service.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.session import Session
+from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
+
+log = logging.getLogger(__name__)
+
+
+class Rooms(Protocol):
+    """What the servicers need of the daemon's sessions."""
+
+    def get(self, session_id: str) -> Session | None: ...
+
+    def all(self) -> list[Session]: ...
+
+    def open_push(self, session_id: str | None) -> tuple[Session, PushSource]:
+        """A new pushed-audio session; KeyError if the id is taken, OverflowError past the limit."""
+        ...
+
+    def normalizer(self, sample_rate: int, channels: int):
+        """A callable turning [frames, channels] float32 blocks into 16 kHz mono."""
+        ...
+
+
+class ServiceHooks(Protocol):
+    """What the servicers report (metrics)."""
+
+    def event_sent(self, event_kind: str) -> None: ...
+
+    def subscriber_ended_slow(self, session_id: str) -> None: ...
+
+    def bad_input(self, method: str, reason: str) -> None: ...
+
+
+class NoHooks:
+    def event_sent(self, event_kind: str) -> None: ...
+    def subscriber_ended_slow(self, session_id: str) -> None: ...
+    def bad_input(self, method: str, reason: str) -> None: ...
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    await context.abort(code, message)
+
+
+def _session_or_none(rooms: Rooms, session_id: str) -> Session | None:
+    return rooms.get(session_id) if session_id else None
+
+
+class SubtitlesServicer(pb_grpc.SubtitlesServicer):
+    def __init__(self, rooms: Rooms, config: ServerConfig, hooks: ServiceHooks | None = None):
+        self.rooms = rooms
+        self.config = config
+        self.hooks = hooks or NoHooks()
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
+        session = _session_or_none(self.rooms, request.session_id)
+        if session is None:
+            known = ", ".join(s.session_id for s in self.rooms.all()) or "none"
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {request.session_id!r} (sessions: {known})")
+        await self._stream(session, request.from_seq, request.include_partials, context)
+
+    async def _stream(self, session: Session, from_seq: int, include_partials: bool,
+                      context: grpc.aio.ServicerContext, subscriber: Subscriber | None = None) -> None:
+        """Retained events after `from_seq`, then live ones, until the session ends."""
+        if len(session.fanout.subscribers) >= self.config.max_subscribers_per_session:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"session {session.session_id!r} has its maximum of "
+                         f"{self.config.max_subscribers_per_session} subscribers")
+        try:
+            backlog = session.log.since(from_seq)
+        except ResumeError as exc:
+            await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
+        subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
+        session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
+        try:
+            for event in backlog:
+                if event.kind != "partial" or include_partials:
+                    subscriber.last_seq = event.seq
+                    await self._write(context, subscriber, event)
+            while (event := await subscriber.next()) is not None:
+                await self._write(context, subscriber, event)
+        except SlowSubscriber as exc:
+            self.hooks.subscriber_ended_slow(session.session_id)
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}")
+        except SubscriptionEnded as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            session.fanout.remove(subscriber)
+
+    async def _write(self, context: grpc.aio.ServicerContext, subscriber: Subscriber, event) -> None:
+        """Send one event, unless the subscriber fails first (a client that stopped reading)."""
+        write = asyncio.ensure_future(context.write(event_to_pb(event)))
+        failed = asyncio.ensure_future(subscriber.failed.wait())
+        try:
+            await asyncio.wait({write, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+            if not write.done():
+                write.cancel()
+        if subscriber.failure is not None and not write.done():
+            raise subscriber.failure
+        if not write.cancelled():
+            write.result()
+        self.hooks.event_sent(event.kind)
+
+    async def Transcribe(self, request_iterator: AsyncIterator[pb.AudioChunk],
+                         context: grpc.aio.ServicerContext) -> None:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            await self._bad(context, "no audio chunk received")
+        if not (first.sample_rate and first.encoding and first.channels):
+            await self._bad(context, "the first chunk must declare sample_rate, encoding and channels")
+        encoding = pb.Encoding.Name(first.encoding) if first.encoding in pb.Encoding.values() else str(first.encoding)
+        try:
+            check_format(first.sample_rate, encoding, first.channels)
+        except PcmError as exc:
+            await self._bad(context, str(exc))
+        try:
+            session, source = self.rooms.open_push(first.session_id or None)
+        except KeyError as exc:
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc.args[0]))
+        except OverflowError as exc:
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        normalize = self.rooms.normalizer(first.sample_rate, first.channels)
+        subscriber = Subscriber(include_partials=True, max_backlog=self.config.subscriber_backlog)
+
+        async def feed() -> None:
+            chunk = first
+            try:
+                while chunk is not None:
+                    if chunk.sample_rate and (chunk.sample_rate, chunk.encoding, chunk.channels) != (
+                            first.sample_rate, first.encoding, first.channels):
+                        raise PcmError("the audio format cannot change within a stream")
+                    if len(chunk.data) > self.config.max_message_bytes:
+                        raise PcmError(f"chunk of {len(chunk.data)} bytes exceeds the "
+                                       f"{self.config.max_message_bytes}-byte limit; send smaller chunks")
+                    if chunk.data:
+                        await source.push(normalize(decode_pcm(chunk.data, encoding, first.channels)))
+                    chunk = await anext(request_iterator, None)
+            except PcmError as exc:
+                self.hooks.bad_input("Transcribe", str(exc))
+                subscriber.fail(SubscriptionEnded(f"bad audio chunk: {exc}; the session ended with the audio before it"))
+            finally:
+                await source.close()
+
+        feeding = asyncio.create_task(feed())
+        try:
+            await self._stream(session, 0, True, context, subscriber)
+        finally:
+            feeding.cancel()
+
+    async def _bad(self, context: grpc.aio.ServicerContext, message: str) -> None:
+        self.hooks.bad_input("Transcribe", message)
+        await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def session_info(session: Session) -> pb.SessionInfo:
+    return pb.SessionInfo(
+        session_id=session.session_id,
+        state=state_to_pb(session.state),
+        source=session.source_kind,
+        audio_seconds=session.pipeline.audio_seconds,
+        last_seq=session.log.last_seq,
+        subscribers=len(session.fanout.subscribers),
+        final_cues=session.log.final_cues,
+        message=session.message,
+    )
+
+
+_EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subrip"),
+            pb.JSON: ("json", "application/json"), pb.RTTM: ("rttm", "text/plain")}
+
+
+class SessionsServicer(pb_grpc.SessionsServicer):
+    def __init__(self, rooms: Rooms):
+        self.rooms = rooms
+
+    async def _session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
+        session = _session_or_none(self.rooms, session_id)
+        if session is None:
+            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
+        return session
+
+    async def List(self, request: pb.ListSessionsRequest, context) -> pb.ListSessionsResponse:
+        return pb.ListSessionsResponse(sessions=[session_info(s) for s in self.rooms.all()])
+
+    async def Get(self, request: pb.GetSessionRequest, context) -> pb.SessionInfo:
+        return session_info(await self._session(request.session_id, context))
+
+    async def Export(self, request: pb.ExportRequest, context) -> pb.ExportResponse:
+        session = await self._session(request.session_id, context)
+        if request.format not in _EXPORTS:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
+        name, media_type = _EXPORTS[request.format]
+        cues = session.log.cues()
+        if name == "rttm":
+            turns = turns_from_words([w for cue in cues for w in cue.words])
+            if not turns:
+                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                             f"session {session.session_id!r} has no speaker labels (diarization off or no speech yet)")
+            content = to_rttm(turns, session.session_id)
+        else:
+            content = CUE_WRITERS[name](cues, duration=session.pipeline.audio_seconds, language=session.language)
+        return pb.ExportResponse(content=content, media_type=media_type)

@@ -1,0 +1,192 @@
+"""Subtitles over gRPC on loopback: push, subscribe, resume, slow subscribers, with real speech."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import numpy as np
+import pytest
+import soxr
+
+from appliance._generated.appliance.v1 import appliance_pb2 as pb
+from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
+from appliance.evaluation import read_reference, word_error_rate
+from appliance.replay import replay
+from appliance.service.client import Endpoint, chunks, follow, transcribe
+from tests.service.conftest import serving
+
+FINAL, STATE = pb.SubtitleEvent.FINAL, pb.SubtitleEvent.SESSION_STATE
+
+
+def finals(events: list[pb.SubtitleEvent]) -> list[tuple[int, str, str]]:
+    return [(e.seq, e.cue_id, e.text) for e in events if e.kind == FINAL]
+
+
+def text_of(events: list[pb.SubtitleEvent]) -> str:
+    return " ".join(e.text for e in events if e.kind == FINAL)
+
+
+@pytest.fixture(scope="module")
+def reference(sample_dir) -> str:
+    return read_reference(sample_dir / "sample.stm")
+
+
+@pytest.fixture(scope="module")
+def harness_wer(models, sample, reference) -> float:
+    """The replay harness's WER on the same recording: the bar the API must match."""
+    result = asyncio.run(replay(sample, models.recognizer, models.vad, realtime=False))
+    return word_error_rate(reference, result.text)
+
+
+async def subscribe_when_ready(endpoint: Endpoint, session_id: str, **kwargs) -> list[pb.SubtitleEvent]:
+    """Subscribe as soon as the session exists (it is created by the push)."""
+    for _ in range(200):
+        try:
+            return [event async for event in follow(endpoint, session_id, **kwargs)]
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"session {session_id} never appeared")
+
+
+def stereo_48k_s16(sample: np.ndarray) -> bytes:
+    mono = soxr.resample(sample, 16000, 48000)
+    stereo = np.stack([mono, mono * 0.5], axis=1)  # the second channel quieter: a real downmix
+    return (np.clip(stereo, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def fast_push(models, sample):
+    """One pushed session (48 kHz stereo s16le, as fast as accepted) watched by four clients.
+
+    The conversation is pushed twice over so there are enough final cues for the
+    subscriber that never reads to overflow its backlog of 8.
+    """
+
+    async def scenario():
+        async with serving(models, subscriber_backlog=8) as (daemon, address):
+            endpoint = Endpoint(address)
+            twice = np.concatenate([sample, sample])
+            audio = chunks(stereo_48k_s16(twice), 48000, pb.PCM_S16LE, 2, session_id="meeting")
+            pushed = asyncio.create_task(_collect(transcribe(endpoint, audio, realtime=False)))
+            steady = asyncio.create_task(subscribe_when_ready(endpoint, "meeting", include_partials=False))
+            interrupted = asyncio.create_task(_interrupted(endpoint))
+            slow = asyncio.create_task(_never_reads(address))
+            results = await asyncio.gather(pushed, steady, interrupted)
+            return (*results, await slow)
+
+    return asyncio.run(scenario())
+
+
+async def _collect(stream) -> list[pb.SubtitleEvent]:
+    return [event async for event in stream]
+
+
+async def _interrupted(endpoint: Endpoint) -> tuple[list[pb.SubtitleEvent], list[pb.SubtitleEvent]]:
+    """Read until the third FINAL, drop the connection, resume with from_seq."""
+    for _ in range(200):
+        try:
+            first: list[pb.SubtitleEvent] = []
+            async with endpoint.channel() as channel:
+                stub = pb_grpc.SubtitlesStub(channel)
+                async for event in stub.Subscribe(pb.SubscribeRequest(session_id="meeting")):
+                    first.append(event)
+                    if sum(e.kind == FINAL for e in first) == 3:
+                        break
+            break
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(1.0)  # events keep coming while it is away
+    rest = [e async for e in follow(endpoint, "meeting", include_partials=False, from_seq=first[-1].seq)]
+    return first, rest
+
+
+async def _never_reads(address: str) -> grpc.StatusCode:
+    """A subscriber with a tiny receive window that reads nothing until the session is over."""
+    options = [("grpc.http2.lookahead_bytes", 1024), ("grpc.http2.bdp_probe", 0)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = pb_grpc.SubtitlesStub(channel)
+        for _ in range(200):
+            call = stub.Subscribe(pb.SubscribeRequest(session_id="meeting"))
+            await asyncio.sleep(0.05)
+            if call.done() and await call.code() == grpc.StatusCode.NOT_FOUND:
+                continue
+            break
+        await asyncio.sleep(8.0)  # the session runs on meanwhile
+        try:
+            async for _ in call:
+                pass
+        except grpc.aio.AioRpcError as exc:
+            assert "resubscribe with from_seq=" in exc.details()
+            return exc.code()
+        return grpc.StatusCode.OK
+
+
+def test_pushed_audio_is_subtitled_as_well_as_the_harness(fast_push, reference, harness_wer):
+    pushed, *_ = fast_push
+    assert finals(pushed), "no final cues"
+    assert word_error_rate(reference + " " + reference, text_of(pushed)) <= harness_wer + 0.03
+    states = [pb.SessionState.Name(e.state) for e in pushed if e.kind == STATE]
+    assert states[-1] == "ENDED"
+    seqs = [e.seq for e in pushed]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
+
+
+def test_a_second_subscriber_receives_the_same_finals(fast_push):
+    pushed, steady, *_ = fast_push
+    assert finals(steady) == finals(pushed)
+    assert all(e.kind != pb.SubtitleEvent.PARTIAL for e in steady)
+
+
+def test_resume_with_from_seq_loses_no_final(fast_push):
+    pushed, steady, (first, rest), _ = fast_push
+    assert rest and rest[0].seq > first[-1].seq  # it did miss events while away
+    assert finals(first) + finals(rest) == finals(steady)
+
+
+def test_a_subscriber_that_never_reads_is_ended_without_delaying_others(fast_push):
+    pushed, steady, _, slow = fast_push
+    assert slow == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert finals(steady) == finals(pushed)  # everyone else got every final
+
+
+def test_realtime_push_reaches_a_subscriber_as_fast_as_the_pusher(models, sample, reference, harness_wer):
+    """16 kHz mono f32le at real-time pace; a second client on the same session."""
+
+    async def scenario():
+        async with serving(models) as (_, address):
+            endpoint = Endpoint(address)
+            audio = chunks(sample.astype("<f4").tobytes(), 16000, pb.F32LE, 1, session_id="live")
+            async def watch(stream, into):
+                async for event in stream:
+                    into.append((time.monotonic(), event))
+
+            pushed, watched = [], []
+            await asyncio.gather(
+                watch(transcribe(endpoint, audio, realtime=True), pushed),
+                watch(_subscription(endpoint), watched),
+            )
+            return pushed, watched
+
+    pushed, watched = asyncio.run(scenario())
+    pushed_finals = {e.seq: t for t, e in pushed if e.kind == FINAL}
+    watched_finals = {e.seq: t for t, e in watched if e.kind == FINAL}
+    assert pushed_finals and pushed_finals.keys() == watched_finals.keys()
+    assert max(abs(watched_finals[s] - pushed_finals[s]) for s in pushed_finals) < 0.25
+    assert word_error_rate(reference, text_of([e for _, e in pushed])) <= harness_wer + 0.03
+
+
+async def _subscription(endpoint: Endpoint):
+    """Live events of session "live" as they arrive, once the push has created it."""
+    for _ in range(200):
+        try:
+            async for event in follow(endpoint, "live", include_partials=True):
+                yield event
+            return
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise
+            await asyncio.sleep(0.02)
