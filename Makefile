@@ -36,7 +36,7 @@ test: install data
 	$(BIN)/python -m pytest -q
 
 demo: install data
-	$(BIN)/appliance transcribe $(DATA) --format vtt
+	$(BIN)/appliance demo --file $(DATA)
 
 # Heavy, rare: re-export the diarization models with torch + pyannote.audio in their own venv.
 models:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 from appliance.config import SAMPLE_RATE, AsrConfig, ConfigError
@@ -119,64 +119,112 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-_COLOURS = ["\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m", "\033[31m"]
-
-
-def cmd_subscribe(args: argparse.Namespace) -> int:
+def _print_captions(endpoint, session: str, partials: bool, fmt: str, from_seq: int = 0) -> None:
     import asyncio
-    import json
 
     import grpc
-    from google.protobuf import json_format
 
-    from appliance._generated.appliance.v1 import appliance_pb2 as pb
-    from appliance.service.client import Endpoint, follow
+    from appliance.captions import CaptionPrinter
+    from appliance.service.client import follow
 
-    endpoint = Endpoint(args.server, args.ca, args.cert, args.key, args.token_file, args.server_name)
-    tty = sys.stdout.isatty()
-    speakers: dict[str, str] = {}
-
-    def label(speaker: str) -> str:
-        if not speaker:
-            return ""
-        if not tty:
-            return f"{speaker}: "
-        colour = speakers.setdefault(speaker, _COLOURS[len(speakers) % len(_COLOURS)])
-        return f"{colour}{speaker}\033[0m: "
-
-    def timestamp(t: float) -> str:
-        h, rem = divmod(t, 3600)
-        m, s = divmod(rem, 60)
-        return f"{int(h):02d}:{int(m):02d}:{s:06.3f}"
+    printer = CaptionPrinter(fmt)
 
     async def run() -> None:
-        cue_number = 0
-        if args.format == "vtt":
-            print("WEBVTT\n", flush=True)
-        async for event in follow(endpoint, args.session, args.partials, args.from_seq):
-            if args.format == "json":
-                print(json.dumps(json_format.MessageToDict(event, preserving_proto_field_name=True)), flush=True)
-            elif event.kind == pb.SubtitleEvent.FINAL:
-                if args.format == "vtt":
-                    voice = f"<v {event.speaker}>" if event.speaker else ""
-                    print(f"{timestamp(event.start)} --> {timestamp(event.end)}\n{voice}" + "\n".join(event.lines) + "\n", flush=True)
-                else:
-                    cue_number += 1
-                    print(("\r\033[K" if tty else "") + label(event.speaker) + event.text, flush=True)
-            elif event.kind == pb.SubtitleEvent.PARTIAL and args.format == "text" and event.text:
-                if tty:
-                    print(f"\r\033[K\033[2m{label(event.speaker)}{event.text}\033[0m", end="", flush=True)
-                else:
-                    print(f"… {label(event.speaker)}{event.text}", flush=True)
-            elif event.kind == pb.SubtitleEvent.SESSION_STATE and args.format == "text":
-                print(f"[session {event.session_id}: {pb.SessionState.Name(event.state).lower()}"
-                      f"{' - ' + event.message if event.message else ''}]", file=sys.stderr, flush=True)
+        async for event in follow(endpoint, session, partials, from_seq):
+            printer(event)
 
     try:
         asyncio.run(run())
     except grpc.aio.AioRpcError as exc:
-        raise CliError(f"{args.server}: {exc.code().name}: {exc.details()}") from None
+        raise CliError(f"{endpoint.address}: {exc.code().name}: {exc.details()}") from None
+
+
+def cmd_subscribe(args: argparse.Namespace) -> int:
+    from appliance.service.client import Endpoint
+
+    endpoint = Endpoint(args.server, args.ca, args.cert, args.key, args.token_file, args.server_name)
+    _print_captions(endpoint, args.session, args.partials, args.format, args.from_seq)
     return 0
+
+
+def _working_microphone() -> str | None:
+    """The default input device if it opens and hears something (not digital silence), else None."""
+    try:
+        import numpy as np
+        import sounddevice as sd
+
+        from appliance.audio.capture import input_devices
+
+        devices = input_devices()
+        device = next((d for d in devices if d.is_default), devices[0] if devices else None)
+        if device is None:
+            return None
+        rate = int(device.default_samplerate)
+        heard = sd.rec(rate // 2, samplerate=rate, channels=1, device=device.index, blocking=True)
+        return device.name if np.abs(heard).max() > 0 else None
+    except Exception:  # no PortAudio, no device, or it fails to open: fall back to the replay
+        return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The real daemon on loopback with one room; its captions printed live until the audio ends."""
+    import asyncio
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    from appliance.service.client import Endpoint
+
+    microphone = None if args.replay else _working_microphone()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    if microphone:
+        room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
+        print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
+    else:
+        if not args.file.is_file():
+            raise CliError(f"{args.file}: no such file (run `make demo`, which fetches the sample)")
+        room = f'source = "replay"\nfile = {json.dumps(str(args.file.resolve()))}'
+        print(f"demo: no working microphone; replaying {args.file} in real time", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp:
+        config = Path(tmp) / "demo.toml"
+        config.write_text(f'[server]\nlisten = "{address}"\n\n[[sessions]]\nid = "room"\n{room}\n')
+        log = (Path(tmp) / "daemon.log").open("w+")
+        daemon = subprocess.Popen([sys.executable, "-m", "appliance", "--log-level", "INFO", "serve",
+                                   "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            endpoint = Endpoint(address)
+            deadline = time.monotonic() + 120
+            while not asyncio.run(_serving(endpoint)):
+                if daemon.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise CliError(f"the daemon did not start:\n{log.read()}")
+                time.sleep(0.2)
+            print(f"demo: daemon serving on {address}; subscribing to room", file=sys.stderr)
+            _print_captions(endpoint, "room", partials=True, fmt="text")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(30)
+            log.close()
+    print(f"demo: daemon stopped (exit status {code})", file=sys.stderr)
+    return 0 if code == 0 else 1
+
+
+async def _serving(endpoint) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with endpoint.channel() as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -260,6 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--server-name", help="TLS: name to verify when --server is an IP")
     subscribe.add_argument("--token-file", type=Path, help="file holding the bearer token")
     subscribe.set_defaults(run=cmd_subscribe)
+
+    demo = commands.add_parser("demo", help="run the daemon with one room and print its live captions")
+    demo.add_argument("--file", type=Path, default=Path("tests/data/cache/sample.wav"),
+                      help="recording to replay when there is no working microphone (default: %(default)s)")
+    demo.add_argument("--replay", action="store_true", help="replay the file even if a microphone works")
+    demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
     models.set_defaults(run=cmd_models)

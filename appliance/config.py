@@ -250,63 +250,6 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
-class CaptureConfig:
-    """Live capture from a sound card through PortAudio.
-
-    Whether `device` exists is checked against the sound cards at daemon start
-    (`appliance.audio.capture.resolve_device`), not here: this stays pure.
-    """
-
-    device: str | int | None = None  # a name substring, a PortAudio index, or None: the default input
-    channel: int | None = None  # None: the mean of all opened channels; else only this channel (0-based)
-    # How many device channels to open. None: the device's maximum, but at most 2, because
-    # virtual devices (ALSA's `pulse`, `default`) advertise 32 and fill most with silence.
-    channels: int | None = None
-    block_seconds: float = 0.02  # audio per PortAudio callback
-    queue_seconds: float = 2.0  # most audio held between the callback and the pipeline; older blocks are dropped
-    reconnect_initial: float = 0.5  # first wait before reopening a device that failed
-    reconnect_max: float = 10.0  # the wait doubles up to this
-    stall_seconds: float = 2.0  # no block for this long means the device is gone
-
-    def __post_init__(self) -> None:
-        if isinstance(self.device, str):
-            _require(self.device.strip() != "", "capture.device", "must be a name, an index or unset")
-        elif self.device is not None:
-            _require(
-                isinstance(self.device, int) and not isinstance(self.device, bool) and self.device >= 0,
-                "capture.device",
-                f"must be a name substring or an index >= 0, got {self.device!r}",
-            )
-        if self.channel is not None:
-            _require(self.channel >= 0, "capture.channel", f"must be >= 0 or unset, got {self.channel}")
-        if self.channels is not None:
-            _require(self.channels >= 1, "capture.channels", f"must be >= 1 or unset, got {self.channels}")
-            if self.channel is not None:
-                _require(
-                    self.channel < self.channels,
-                    "capture.channel",
-                    f"{self.channel} is not among the {self.channels} opened channels (0-based)",
-                )
-        _require(0.005 <= self.block_seconds <= 0.5, "capture.block_seconds", "must be between 0.005 and 0.5 s")
-        _require(
-            self.queue_seconds >= 2 * self.block_seconds,
-            "capture.queue_seconds",
-            f"must hold at least two blocks (>= {2 * self.block_seconds} s)",
-        )
-        _require(self.reconnect_initial > 0, "capture.reconnect_initial", "must be > 0 seconds")
-        _require(
-            self.reconnect_max >= self.reconnect_initial,
-            "capture.reconnect_max",
-            f"must be >= reconnect_initial ({self.reconnect_initial} s)",
-        )
-        _require(
-            self.stall_seconds > self.block_seconds,
-            "capture.stall_seconds",
-            f"must be longer than one block ({self.block_seconds} s)",
-        )
-
-
-@dataclass(frozen=True)
 class DiarizationConfig:
     """Speaker diarization: which ONNX files, and the offline and streaming timing contracts.
 
@@ -480,4 +423,3 @@ def load_config(
         **{name: _build(cls, data.get(name, {}), name) for name, cls in _SECTIONS.items()},
         sessions=tuple(_build(SessionConfig, s, f"sessions[{i}]") for i, s in enumerate(sessions)),
     )
-    capture: CaptureConfig = field(default_factory=CaptureConfig)

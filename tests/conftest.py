@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.data.fetch import fetch
+from tests.pulse import pulse  # noqa: F401  (fixture: a private PulseAudio with a null sink)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,65 @@
+"""The real daemon as a subprocess (`python -m appliance serve`), for end-to-end tests."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaemonProcess:
+    def __init__(self, config_text: str, workdir: Path, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.config = workdir / "appliance.toml"
+        self.config.write_text(config_text.replace("{address}", self.address))
+        self.log = workdir / "daemon.log"
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "appliance", "--log-level", "INFO", "serve", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log.read_text()}")
+            if asyncio.run(self.health("")) == "SERVING":
+                return self
+            time.sleep(0.2)
+        raise AssertionError(f"daemon not SERVING within {timeout} s:\n{self.log.read_text()}")
+
+    async def health(self, service: str) -> str:
+        async with grpc.aio.insecure_channel(self.address) as channel:
+            try:
+                reply = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=service), timeout=1)
+                return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.aio.AioRpcError as exc:
+                return exc.code().name
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"daemon ignored SIGTERM for {timeout} s:\n{self.log.read_text()}") from None
