@@ -32,19 +32,17 @@ def _progress_bar(total: float) -> Callable[[float], None] | None:
     return lambda reached: bar.update(round(reached) - bar.n)
 
 
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    from appliance.asr.recognizer import WhisperRecognizer
-    from appliance.audio.decode import load_audio
-    from appliance.inference.whisper import load_whisper
-    from appliance.subtitles.layout import layout_cues
-    from appliance.subtitles.writers import CUE_WRITERS
+def _diarize(samples) -> list:
+    """Speaker turns of a whole recording (offline diarizer, models verified against the manifest)."""
+    from appliance.config import DiarizationConfig, InferenceConfig
+    from appliance.diarization.models import load_models
+    from appliance.diarization.offline import OfflineDiarizer
 
-    samples = load_audio(args.file)  # before the model: bad input fails fast
-    config = _asr_config(args)
-    recognizer = WhisperRecognizer(load_whisper(config), config)
-    duration = len(samples) / SAMPLE_RATE
-    words, language = recognizer.transcribe_file(samples, progress=_progress_bar(duration))
-    text = CUE_WRITERS[args.format](layout_cues(words), duration=duration, language=language)
+    config = DiarizationConfig()
+    return OfflineDiarizer(load_models(config, InferenceConfig()), config)(samples)
+
+
+def _emit(args: argparse.Namespace, text: str) -> None:
     if args.output:
         try:
             args.output.write_text(text)
@@ -52,6 +50,28 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             raise CliError(f"{args.output}: cannot write ({exc.strerror})") from None
     else:
         sys.stdout.write(text)
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from appliance.asr.recognizer import WhisperRecognizer
+    from appliance.audio.decode import load_audio
+    from appliance.inference.whisper import load_whisper
+    from appliance.subtitles.layout import layout_cues
+    from appliance.subtitles.writers import CUE_WRITERS, to_rttm
+
+    samples = load_audio(args.file)  # before the model: bad input fails fast
+    if args.format == "rttm":  # who spoke when: no speech recognition needed
+        _emit(args, to_rttm(_diarize(samples), uri=args.file.stem))
+        return 0
+    config = _asr_config(args)
+    recognizer = WhisperRecognizer(load_whisper(config), config)
+    duration = len(samples) / SAMPLE_RATE
+    words, language = recognizer.transcribe_file(samples, progress=_progress_bar(duration))
+    if args.diarize:
+        from appliance.diarization.words import attach_speakers
+
+        words = attach_speakers(words, _diarize(samples))
+    _emit(args, CUE_WRITERS[args.format](layout_cues(words), duration=duration, language=language))
     return 0
 
 
@@ -251,7 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     transcribe = commands.add_parser("transcribe", help="transcribe a recording into subtitles")
     transcribe.add_argument("file", type=Path, help="any audio or video file FFmpeg decodes")
-    transcribe.add_argument("--format", choices=["vtt", "srt", "json", "txt"], default="vtt")
+    transcribe.add_argument("--format", choices=["vtt", "srt", "json", "txt", "rttm"], default="vtt",
+                            help="rttm: speaker turns only (diarization, no transcript)")
+    transcribe.add_argument("--diarize", action="store_true",
+                            help="label cues and words with speakers (S1, S2, ...)")
     transcribe.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     _model_options(transcribe)
     transcribe.set_defaults(run=cmd_transcribe)

@@ -292,12 +292,72 @@ class CaptureConfig:
 
 
 @dataclass(frozen=True)
+class DiarizationConfig:
+    """Speaker diarization: which ONNX files, and the offline and streaming timing contracts.
+
+    Times are seconds of audio. `label_latency` is how far behind the newest audio a
+    speaker label becomes final in the streaming diarizer: more latency means more
+    right-hand context for the decision (and fewer wrong labels), never a later flip.
+    """
+
+    segmentation_model: str = "pyannote-segmentation-3.0"  # manifest names
+    segmentation_file: str = "segmentation-3.0.int8.onnx"
+    embedding_model: str = "campplus-sv-zh-en-16k-common-advanced"
+    embedding_file: str = "campplus.onnx"
+    # Offline: the model's native 10 s window, 1 s step (pyannote's default overlap).
+    window: float = 10.0
+    step: float = 1.0
+    # Cosine distance below which two clusters are one speaker (calibrated, see
+    # models/diarization/README.md).
+    cluster_threshold: float = 0.5
+    # Shortest clean (single-speaker) speech that gets its own embedding: CAM++ is
+    # unreliable on less.
+    min_embedding_duration: float = 0.5
+    # Streaming (chosen on the sample recording and rotations of it, see
+    # models/diarization/README.md): a label is final between label_latency and
+    # label_latency + stream_step after its audio arrived. Shorter windows made
+    # spurious speakers (too little speech per embedding).
+    stream_window: float = 10.0
+    stream_step: float = 1.0
+    label_latency: float = 0.75
+    # A local speaker that continues one of the previous window is re-embedded only
+    # this often (seconds), on at most its last `stream_embedding_duration` seconds:
+    # embedding is most of the CPU cost.
+    stream_reembed: float = 2.0
+    stream_embedding_duration: float = 3.0
+    stream_min_embedding_duration: float = 1.0
+    # Only a voice heard this long (clean, in one window) may open a new speaker.
+    stream_new_speaker_duration: float = 1.0
+    # Cosine distance beyond which a local speaker opens a new session speaker.
+    new_speaker_threshold: float = 0.5
+    max_speakers: int = 8
+
+    def __post_init__(self) -> None:
+        _require(self.window > 0, "diarization.window", "must be > 0")
+        _require(0 < self.step <= self.window, "diarization.step", "must be in (0, window]")
+        _require(0 < self.cluster_threshold < 2, "diarization.cluster_threshold", "is a cosine distance in (0, 2)")
+        _require(self.min_embedding_duration > 0, "diarization.min_embedding_duration", "must be > 0")
+        _require(self.stream_window > 0, "diarization.stream_window", "must be > 0")
+        _require(0 < self.stream_step <= self.stream_window, "diarization.stream_step",
+                 "must be in (0, stream_window]")
+        _require(0 <= self.label_latency <= self.stream_window - self.stream_step, "diarization.label_latency",
+                 "must be in [0, stream_window - stream_step]: a label needs a window that saw it")
+        _require(self.stream_reembed >= 0, "diarization.stream_reembed", "must be >= 0")
+        _require(self.stream_embedding_duration >= self.stream_min_embedding_duration > 0,
+                 "diarization.stream_embedding_duration", "must be >= stream_min_embedding_duration > 0")
+        _require(0 < self.new_speaker_threshold < 2, "diarization.new_speaker_threshold",
+                 "is a cosine distance in (0, 2)")
+        _require(self.max_speakers >= 1, "diarization.max_speakers", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     vad: VadConfig = field(default_factory=VadConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
+    diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -312,8 +372,8 @@ class AppConfig:
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
-             "capture": CaptureConfig, "server": ServerConfig, "metrics": MetricsConfig, "log": LogConfig,
-             "debug": DebugConfig}
+             "capture": CaptureConfig, "diarization": DiarizationConfig, "server": ServerConfig,
+             "metrics": MetricsConfig, "log": LogConfig, "debug": DebugConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 
