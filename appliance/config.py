@@ -300,6 +300,7 @@ class DiarizationConfig:
     right-hand context for the decision (and fewer wrong labels), never a later flip.
     """
 
+    live: bool = True  # label speakers in live rooms and pushed streams (costs ~0.08 CPU s per audio s)
     segmentation_model: str = "pyannote-segmentation-3.0"  # manifest names
     segmentation_file: str = "segmentation-3.0.int8.onnx"
     embedding_model: str = "campplus-sv-zh-en-16k-common-advanced"

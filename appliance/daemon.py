@@ -19,6 +19,9 @@ from appliance.asr.stream import AsrStream
 from appliance.audio.decode import load_audio
 from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig
+from appliance.diarization.models import DiarizationModels
+from appliance.diarization.models import load_models as load_diarization
+from appliance.diarization.streaming import StreamingDiarizer
 from appliance.inference.manifest import load_manifest
 from appliance.inference.whisper import load_whisper, whisper_model_dir
 from appliance.metrics import Metrics, SessionCollector
@@ -42,6 +45,7 @@ class Models:
     recognizer: WhisperRecognizer
     vad: SileroVad
     info: list[tuple[str, str, str]]  # (name, sha256 of its main file, where it runs), for metrics
+    diarization: DiarizationModels | None = None
 
     @classmethod
     def load(cls, config: AppConfig) -> Models:
@@ -54,7 +58,13 @@ class Models:
              asr.files.get("model.bin", "") if asr else "", f"ctranslate2-{config.asr.device}-{config.asr.compute_type}"),
             ("silero-vad", manifest["silero-vad"].files["silero_vad_v6.onnx"], vad.provider),
         ]
-        return cls(recognizer, vad, info)
+        diarization = None
+        if config.diarization.live:
+            diarization = load_diarization(config.diarization, config.inference, manifest)
+            d = config.diarization
+            info += [(d.segmentation_model, manifest[d.segmentation_model].files[d.segmentation_file], vad.provider),
+                     (d.embedding_model, manifest[d.embedding_model].files[d.embedding_file], vad.provider)]
+        return cls(recognizer, vad, info, diarization)
 
 
 @dataclass
@@ -104,6 +114,9 @@ class Daemon:
         if self.config.debug.stall_pipeline_after > 0:
             asr.update = self._stalling(asr.update, time.monotonic() + self.config.debug.stall_pipeline_after)
         pipeline = Pipeline(source, asr, self.executor)
+        if self.models.diarization is not None:
+            pipeline.diarizer = StreamingDiarizer(self.models.diarization, self.config.diarization)
+            pipeline.diarize_every = self.config.diarization.stream_step
         session = Session(
             session_id, kind, pipeline, EventLog(session_id, self.config.server.retained_events),
             language=self.config.asr.language or "en", on_state=self.on_session_state,
@@ -112,6 +125,8 @@ class Daemon:
             model, _, provider = self.models.info[0]
             pipeline.on_decode = self.metrics.inference.labels(model, provider).observe
             session.on_latency = self._observe_latency
+            session.on_label_latency = lambda sid, seconds: self.metrics.speaker_label_latency.labels(sid).observe(
+                seconds)
         if hasattr(source, "on_state"):  # a microphone: its ups and downs are the room's
             source.on_state = lambda state, reason: session.set_state(_ROOM_STATE.get(state, session.state), reason)
         self.sessions[session_id] = session
@@ -145,7 +160,8 @@ class Daemon:
             del self.sessions[session.session_id]
             self.tasks.pop(session.session_id, None)
             if self.metrics is not None:
-                for histogram in (self.metrics.partial_word_latency, self.metrics.final_word_latency):
+                for histogram in (self.metrics.partial_word_latency, self.metrics.final_word_latency,
+                                  self.metrics.speaker_label_latency):
                     with contextlib.suppress(KeyError):
                         histogram.remove(session.session_id)
 

@@ -79,6 +79,8 @@ async def replay(
         pipeline = Pipeline(source, stream, executor)
         async for update in pipeline.updates():
             decision, emitted = update.decision, update.emitted
+            if decision is None:
+                continue
             events = [("final", decision.final)] if decision.final else []
             if not decision.closed:  # a partial replaces the previous one, even when empty
                 events.append(("partial", decision.partial))

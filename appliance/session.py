@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from appliance.asr.policy import Decision
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import AudioFrame, CaptureClock
 from appliance.config import SAMPLE_RATE
+from appliance.diarization.labels import SpeakerLabeler, relabel
+from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
 from appliance.service.eventlog import EventLog
 from appliance.service.fanout import Fanout
 from appliance.subtitles.assembler import CueAssembler
@@ -28,9 +30,10 @@ from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
 
 @dataclass(frozen=True)
 class Update:
-    decision: Decision
-    emitted: float  # time.monotonic() when the decision was made
+    decision: Decision | None  # from the recognizer, or None
+    emitted: float  # time.monotonic() when it was made
     audio_seconds: float  # audio received when it was made
+    speakers: StreamingUpdate | None = None  # from the diarizer, or None
 
 
 def level_dbfs(samples) -> float:
@@ -50,20 +53,28 @@ class Pipeline:
     realtime_factor: float = 0.0  # decode wall time per audio second, moving average
     busy_since: float | None = None  # monotonic start of the decode in progress (the watchdog's view)
     on_decode: Callable[[float], None] | None = None  # wall seconds of each decode (metrics)
+    diarizer: StreamingDiarizer | None = None  # per-session state on the shared diarization models
+    diarize_every: float = 1.0  # seconds of audio per diarizer call (its step)
 
     async def updates(self) -> AsyncIterator[Update]:
         loop = asyncio.get_running_loop()
         decoded_audio = 0.0
+        unheard: list[np.ndarray] = []  # audio not yet given to the diarizer
         async for frames in self.source:
             for frame in frames:
                 self.capture.add(frame)
                 self.asr.push(frame.samples)
+            if self.diarizer is not None:
+                unheard += [f.samples for f in frames]
             self.audio_seconds = frames[-1].end / SAMPLE_RATE
             self.level_dbfs = level_dbfs(frames[-1].samples)
+            if self.diarizer is not None and sum(map(len, unheard)) >= self.diarize_every * SAMPLE_RATE:
+                chunk, unheard = np.concatenate(unheard), []
+                speakers = await self._run(self.diarizer.push, chunk)
+                yield Update(None, self.clock(), self.audio_seconds, speakers)
             if self.asr.due():
-                started = self.busy_since = self.clock()
-                decision = await loop.run_in_executor(self.executor, self.asr.update)
-                self.busy_since = None
+                started = self.clock()
+                decision = await self._run(self.asr.update)
                 took = self.clock() - started
                 if self.on_decode:
                     self.on_decode(took)
@@ -71,8 +82,19 @@ class Pipeline:
                 if advanced > 0:
                     self.realtime_factor = 0.8 * self.realtime_factor + 0.2 * took / advanced
                 yield Update(decision, self.clock(), self.audio_seconds)
-        decision = await loop.run_in_executor(self.executor, self.asr.finish)
-        yield Update(decision, self.clock(), self.audio_seconds)
+        yield Update(await self._run(self.asr.finish), self.clock(), self.audio_seconds)
+        if self.diarizer is not None:
+            if unheard:
+                await self._run(self.diarizer.push, np.concatenate(unheard))
+            yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.flush))
+
+    async def _run(self, work: Callable, *args):
+        """Heavy work in the executor, awaited; `busy_since` lets the watchdog see a stuck call."""
+        self.busy_since = self.clock()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
+        finally:
+            self.busy_since = None
 
 
 @dataclass
@@ -90,6 +112,7 @@ class Session:
     language: str | None = None
     on_state: Callable[[Session], None] | None = None  # health and metrics follow the state
     on_latency: Callable[[str, float, float], None] | None = None  # (session, partial, final) per final word
+    on_label_latency: Callable[[str, float], None] | None = None  # (session, latency) per word label
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         event = self.log.publish(event)
@@ -103,6 +126,14 @@ class Session:
             if self.on_state:
                 self.on_state(self)
 
+    def _label_latency(self, word_ends: list[float], settled_at: float) -> None:
+        if self.on_label_latency is None:
+            return
+        for end in word_ends:
+            captured = self.pipeline.capture.capture_time(end)
+            if captured is not None:
+                self.on_label_latency(self.session_id, settled_at - captured)
+
     async def stop(self) -> None:
         """Stop the source; `run` then finalises what was heard and ends the session."""
         await self.pipeline.source.aclose()
@@ -110,15 +141,27 @@ class Session:
     async def run(self) -> None:
         """Run the pipeline to the end of its source; subscribers are closed at the end."""
         self.set_state(SessionState.RUNNING)
-        shown = FirstShown()
+        shown, labeler = FirstShown(), SpeakerLabeler()
+        capture_time = self.pipeline.capture.capture_time
         try:
             async for update in self.pipeline.updates():
-                for event in self.assembler.update(update.decision):
+                if update.speakers is not None:
+                    settled = labeler.update(update.speakers)
+                    self._label_latency([w.end for w in settled.words], update.emitted)
+                    for event in self.assembler.relabel(lambda words: relabel(words, settled.changed)):
+                        self.publish(event)
+                decision = update.decision
+                if decision is None:
+                    continue
+                if self.pipeline.diarizer is not None:
+                    final, settled_now = labeler.label(decision.final)
+                    decision = replace(decision, final=final, partial=labeler.label(decision.partial, track=False)[0])
+                    self._label_latency([w.end for w in settled_now], update.emitted)
+                for event in self.assembler.update(decision):
                     self.publish(event)
                 if self.on_latency:
-                    decision = update.decision
                     for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
-                                                         self.pipeline.capture.capture_time):
+                                                         capture_time):
                         self.on_latency(self.session_id, partial, final)
             for event in self.assembler.finish():
                 self.publish(event)

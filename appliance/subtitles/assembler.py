@@ -8,13 +8,16 @@ a cue was closed produce a SPEAKER_UPDATE for that cue, never a new text.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from appliance.asr.policy import Decision
 from appliance.subtitles.events import EventKind, SubtitleEvent
 from appliance.subtitles.layout import CueBuilder, CueRules, layout_cues
 from appliance.subtitles.types import Cue, Word
+
+
+RELABEL_CUES = 64  # closed cues kept for late speaker labels
 
 
 def dominant_speaker(words: Sequence[Word]) -> str | None:
@@ -47,6 +50,24 @@ class CueAssembler:
             events += self._partials(decision.partial, decision.stability)
         return events
 
+    def relabel(self, relabel: Callable[[tuple[Word, ...]], tuple[Word, ...] | None]) -> list[SubtitleEvent]:
+        """Late speaker labels: closed cues whose speaker changes get a SPEAKER_UPDATE; text never changes."""
+        events = []
+        for cue_id, cue in self.cues.items():
+            words = relabel(cue.words)
+            if words is None:
+                continue
+            speaker = dominant_speaker(words)
+            self.cues[cue_id] = replace(cue, words=words, speaker=speaker)
+            if speaker != cue.speaker:
+                events.append(SubtitleEvent(EventKind.SPEAKER_UPDATE, cue_id, speaker, cue.start, cue.end,
+                                            cue.lines, words, final_words=len(words)))
+        self._builder.relabel(relabel)
+        pending = relabel(tuple(self._pending))
+        if pending is not None:
+            self._pending = list(pending)
+        return events
+
     def finish(self) -> list[SubtitleEvent]:
         return [self._close(cue) for cue in self._builder.flush()]
 
@@ -57,6 +78,8 @@ class CueAssembler:
         self._showing = False
         cue = replace(cue, speaker=dominant_speaker(cue.words) or cue.speaker)
         self.cues[cue_id] = cue
+        while len(self.cues) > RELABEL_CUES:  # labels settle within seconds: old cues never change
+            del self.cues[next(iter(self.cues))]
         return SubtitleEvent(EventKind.FINAL, cue_id, cue.speaker, cue.start, cue.end, cue.lines, cue.words,
                              final_words=len(cue.words))
 

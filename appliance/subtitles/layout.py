@@ -13,7 +13,7 @@ Rules (broadcast/streaming caption practice):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from appliance.subtitles.types import Cue, Word
@@ -80,6 +80,12 @@ class CueBuilder:
             closed.append(self._close(next_start=word.start))
         self._words.append(word)
         return closed
+
+    def relabel(self, relabel: Callable[[tuple[Word, ...]], tuple[Word, ...] | None]) -> None:
+        """Apply late speaker labels to the open cue's words."""
+        changed = relabel(tuple(self._words))
+        if changed is not None:
+            self._words = list(changed)
 
     def pending(self) -> Cue | None:
         """The open cue as it stands (for live partial captions)."""

@@ -177,7 +177,7 @@ def test_health_follows_session_state_and_export_formats(models, sample):
                 sessions = pb_grpc.SessionsStub(channel)
                 info = await sessions.Get(pb.GetSessionRequest(session_id="h"))
                 exports = {fmt: await sessions.Export(pb.ExportRequest(session_id="h", format=fmt))
-                           for fmt in (pb.WEBVTT, pb.SRT, pb.JSON)}
+                           for fmt in (pb.WEBVTT, pb.SRT, pb.JSON, pb.RTTM)}
                 listing = await sessions.List(pb.ListSessionsRequest())
                 return (await status(""), running, ended, await status("session/unknown"), info, exports,
                         listing, rest)
@@ -190,4 +190,5 @@ def test_health_follows_session_state_and_export_formats(models, sample):
     assert exports[pb.WEBVTT].content.startswith("WEBVTT") and exports[pb.WEBVTT].media_type == "text/vtt"
     assert all(text.splitlines()[0] in exports[pb.WEBVTT].content for text in finals)
     assert "-->" in exports[pb.SRT].content and '"segments"' in exports[pb.JSON].content
+    assert exports[pb.RTTM].content.startswith("SPEAKER h 1 ")  # live diarization labelled the words
     assert [s.session_id for s in listing.sessions] == ["h"]

@@ -135,6 +135,21 @@ def test_pushed_audio_is_subtitled_as_well_as_the_harness(fast_push, reference, 
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 
 
+def test_cues_are_speaker_attributed_and_late_labels_announced(fast_push):
+    pushed, *_ = fast_push
+    speakers = {}
+    for e in pushed:  # the latest label of each cue: FINAL, then any SPEAKER_UPDATE
+        if e.kind in (FINAL, pb.SubtitleEvent.SPEAKER_UPDATE):
+            speakers[e.cue_id] = e.speaker
+    assert len(set(speakers.values()) - {""}) >= 2, speakers  # a two-person conversation
+    labelled = sum(1 for s in speakers.values() if s)
+    assert labelled >= 0.9 * len(speakers)
+    for e in pushed:
+        if e.kind == pb.SubtitleEvent.SPEAKER_UPDATE:  # text of a final cue never changes
+            (final,) = [f for f in pushed if f.kind == FINAL and f.cue_id == e.cue_id]
+            assert final.text == e.text and final.seq < e.seq
+
+
 def test_a_second_subscriber_receives_the_same_finals(fast_push):
     pushed, steady, *_ = fast_push
     assert finals(steady) == finals(pushed)
