@@ -12,7 +12,7 @@ DATA   := tests/data/cache/sample.wav
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps install install-venv install-files system-deps data test demo models bench clean
+.PHONY: all proto deps install install-venv install-files system-deps data test demo models bench clean
 
 all: test
 
@@ -37,7 +37,12 @@ $(DATA): tests/data/fetch.py | $(STAMP)
 data: $(DATA)
 
 test: deps data
+	$(BIN)/python proto/generate.py --check
 	$(BIN)/python -m pytest -q
+
+# Regenerate appliance/_generated from proto/ (make test fails while it is stale).
+proto: deps
+	$(BIN)/python proto/generate.py
 
 demo: deps data
 	$(BIN)/appliance demo --file $(DATA)
