@@ -57,7 +57,6 @@ class Pipeline:
     diarize_every: float = 1.0  # seconds of audio per diarizer call (its step)
 
     async def updates(self) -> AsyncIterator[Update]:
-        loop = asyncio.get_running_loop()
         decoded_audio = 0.0
         unheard: list[np.ndarray] = []  # audio not yet given to the diarizer
         async for frames in self.source:
