@@ -7,7 +7,6 @@ The replay harness runs the same Pipeline the daemon's `Session` runs.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -18,7 +17,7 @@ import numpy as np
 from appliance.asr.latency import FirstShown, word_latencies
 from appliance.asr.policy import Decision
 from appliance.asr.stream import AsrStream
-from appliance.audio.frames import AudioFrame, CaptureClock
+from appliance.audio.frames import SILENCE_DBFS, AudioFrame, CaptureClock, level_dbfs
 from appliance.config import SAMPLE_RATE
 from appliance.diarization.labels import SpeakerLabeler, relabel
 from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
@@ -36,11 +35,6 @@ class Update:
     speakers: StreamingUpdate | None = None  # from the diarizer, or None
 
 
-def level_dbfs(samples) -> float:
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
-    return max(-120.0, 20.0 * math.log10(rms)) if rms > 0 else -120.0
-
-
 @dataclass
 class Pipeline:
     source: AsyncIterable[list[AudioFrame]]
@@ -49,7 +43,7 @@ class Pipeline:
     clock: Callable[[], float] = time.monotonic
     capture: CaptureClock = field(default_factory=CaptureClock)
     audio_seconds: float = 0.0
-    level_dbfs: float = -120.0
+    level_dbfs: float = SILENCE_DBFS
     realtime_factor: float = 0.0  # decode wall time per audio second, moving average
     busy_since: float | None = None  # monotonic start of the decode in progress (the watchdog's view)
     on_decode: Callable[[float], None] | None = None  # wall seconds of each decode (metrics)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import sounddevice as sd
 
-from appliance.audio.frames import AudioFrame
+from appliance.audio.frames import SILENCE_DBFS, AudioFrame, level_dbfs
 from appliance.audio.resample import Normalizer
 from appliance.config import CaptureConfig, ConfigError
 
@@ -37,7 +36,6 @@ STARTING, UP, DOWN, STOPPED = "STARTING", "UP", "DOWN", "STOPPED"
 # PulseAudio's ALSA plugin takes 1.3-2 s to deliver the first block from an idle sink
 # (measured), so a freshly opened stream gets longer than `stall_seconds` to start.
 FIRST_BLOCK_GRACE = 5.0
-SILENCE_DBFS = -120.0  # the level reported for digital silence, instead of -inf
 
 
 @dataclass(frozen=True)
@@ -117,11 +115,6 @@ def open_channels(config: CaptureConfig, device: InputDevice) -> int:
         return config.channels
     channels = min(device.max_input_channels, 2)
     return max(channels, config.channel + 1) if config.channel is not None else channels
-
-
-def _level_dbfs(samples: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
-    return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
 
 
 class _Handoff:
@@ -297,7 +290,7 @@ class MicrophoneSource:
             return []
         frame = AudioFrame(samples, self._position, captured_at)
         self._position = frame.end
-        self.stats.level_dbfs = _level_dbfs(samples)
+        self.stats.level_dbfs = level_dbfs(samples)
         return [frame]
 
     async def _sleep(self, seconds: float) -> None:

@@ -7,12 +7,22 @@ later stage addresses audio by sample index, never by wall clock.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from appliance.config import SAMPLE_RATE
+
+
+SILENCE_DBFS = -120.0  # the level reported for digital silence, instead of -inf
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dB relative to full scale."""
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+    return max(SILENCE_DBFS, 20.0 * math.log10(rms)) if rms > 0 else SILENCE_DBFS
 
 
 @dataclass(frozen=True)
