@@ -108,13 +108,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from appliance.config import load_config
-    from appliance.daemon import serve
-
+    from appliance.daemon import check_devices, serve
     from appliance.logs import configure
 
     config = load_config(args.config, os.environ, args.set)
     configure(args.log_level or config.log.level)  # an explicit --log-level wins over [log] level
     try:
+        check_devices(config)  # a missing microphone fails in a second, before models load or anything binds
         asyncio.run(serve(config))
     except OSError as exc:
         raise CliError(str(exc)) from None
@@ -250,8 +250,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _toml_value(value: object) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if value is None:
-        return "# unset"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -269,7 +267,8 @@ def _print_config(config) -> None:
         for header, table in tables:
             print(header)
             for f in dataclasses.fields(table):
-                print(f"{f.name} = {_toml_value(getattr(table, f.name))}")
+                item = getattr(table, f.name)
+                print(f"# {f.name} = (unset)" if item is None else f"{f.name} = {_toml_value(item)}")
             print()
 
 
