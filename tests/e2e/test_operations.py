@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
@@ -216,11 +215,10 @@ def s16(samples: np.ndarray) -> bytes:
     return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
 
-async def _push(address: str, clip: np.ndarray) -> tuple[list[str], list[dict], grpc.StatusCode]:
+async def _push(address: str, metrics_address: str, clip: np.ndarray) -> tuple[list[str], list[dict], grpc.StatusCode]:
     """Push the clip at real-time pace (scraping every 2 s meanwhile), then one malformed push."""
     endpoint = Endpoint(address)
     finals, scrapes = [], []
-    metrics_address = os.environ["_OPS_METRICS"]
 
     async def scraper():
         while True:
@@ -242,7 +240,7 @@ async def _push(address: str, clip: np.ndarray) -> tuple[list[str], list[dict], 
     return finals, scrapes, code
 
 
-def test_metrics_scrape_and_privacy_of_a_pushed_session(tmp_path, clip, models, monkeypatch):
+def test_metrics_scrape_and_privacy_of_a_pushed_session(tmp_path, clip, models):
     """A real-time push through the real daemon: latency histograms agree with the replay harness
     on the same clip; a malformed push moves the fault counters; nothing of the transcript reaches
     the log, and no file appears outside the state directory."""
@@ -250,14 +248,13 @@ def test_metrics_scrape_and_privacy_of_a_pushed_session(tmp_path, clip, models, 
     (sandbox / "home").mkdir(parents=True)
     (sandbox / "tmp").mkdir()
     metrics_address = f"127.0.0.1:{free_port()}"
-    monkeypatch.setenv("_OPS_METRICS", metrics_address)
     config = f'[server]\nlisten = "{{address}}"\ngrace_seconds = 2.0\n\n[metrics]\nlisten = "{metrics_address}"\n'
     daemon = DaemonProcess(config, sandbox, cwd=sandbox,
                            env={"HOME": str(sandbox / "home"), "TMPDIR": str(sandbox / "tmp")})
     before = snapshot(sandbox, {daemon.config, daemon.log})
     daemon.start()
     try:
-        finals, during, bad_code = asyncio.run(_push(daemon.address, clip))
+        finals, during, bad_code = asyncio.run(_push(daemon.address, metrics_address, clip))
         after = scrape(metrics_address)
         families = metric_types(metrics_address)
     finally:
