@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -109,10 +108,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import os
 
     from appliance.config import load_config
-    from appliance.daemon import serve
+    from appliance.daemon import check_devices, serve
+    from appliance.logs import configure
 
     config = load_config(args.config, os.environ, args.set)
+    configure(args.log_level or config.log.level)  # an explicit --log-level wins over [log] level
     try:
+        check_devices(config)  # a missing microphone fails in a second, before models load or anything binds
         asyncio.run(serve(config))
     except OSError as exc:
         raise CliError(str(exc)) from None
@@ -227,7 +229,8 @@ async def _serving(endpoint) -> bool:
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def cmd_models(args: argparse.Namespace) -> int:
+def _print_models() -> int:
+    """One line per pinned model with its verification state; returns how many failed."""
     failures = 0
     for spec in load_manifest().values():
         try:
@@ -237,7 +240,81 @@ def cmd_models(args: argparse.Namespace) -> int:
             state, failures = f"FAILED: {exc}", failures + 1
         source = f"{spec.package}=={spec.version}"
         print(f"{spec.name:<18} {spec.role:<13} {source:<30} {spec.licence:<11} {state}")
-    return 1 if failures else 0
+    return failures
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    return 1 if _print_models() else 0
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(str(value))  # strings and paths (secrets are shown only as their file's path)
+
+
+def _print_config(config) -> None:
+    import dataclasses
+
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        tables = [(f"[[{section.name}]]", v) for v in value] if section.name == "sessions" else [
+            (f"[{section.name}]", value)]
+        for header, table in tables:
+            print(header)
+            for f in dataclasses.fields(table):
+                item = getattr(table, f.name)
+                print(f"# {f.name} = (unset)" if item is None else f"{f.name} = {_toml_value(item)}")
+            print()
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Everything a technician checks first, and a verdict: `doctor: ok` or `doctor: N problem(s)`."""
+    import os
+
+    from appliance.config import load_config
+
+    problems = 0
+    print("# effective configuration")
+    try:
+        config = load_config(args.config, os.environ, args.set)
+        _print_config(config)
+    except ConfigError as exc:
+        print(f"config: PROBLEM: {exc}\n")
+        config, problems = None, problems + 1
+    print("# input devices")
+    try:
+        from appliance.audio.capture import input_devices
+
+        devices = input_devices()
+        for d in devices:
+            print(f"{'*' if d.is_default else ' '} {d.index:>3}  {d.name}  ({d.hostapi}, {d.max_input_channels} ch)")
+        if not devices:
+            print("no input devices")
+    except OSError as exc:
+        print(f"PortAudio is not available: {exc}")
+    if config is not None and any(s.source == "microphone" for s in config.sessions):
+        from appliance.daemon import check_devices
+
+        try:
+            check_devices(config)
+        except (ConfigError, OSError) as exc:
+            print(f"microphone: PROBLEM: {exc}")
+            problems += 1
+    print("\n# models")
+    problems += _print_models()
+    print("\n# accelerators")
+    import ctranslate2
+    import onnxruntime
+
+    print(f"onnxruntime providers: {', '.join(onnxruntime.get_available_providers())}")
+    print(f"ctranslate2 CUDA devices: {ctranslate2.get_cuda_device_count()}")
+    print(f"\ndoctor: {'ok' if not problems else f'{problems} problem(s)'}")
+    return 1 if problems else 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -264,9 +341,16 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compute-type", default=AsrConfig.compute_type, help="CTranslate2 compute type")
 
 
+def _config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration (default: built-in defaults)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one setting (after the file and APPLIANCE_SECTION__KEY variables)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="appliance", description="On-premise live transcription and subtitles.")
-    parser.add_argument("--log-level", default="WARNING", help="log level on stderr (default WARNING)")
+    parser.add_argument("--log-level", default=None,
+                        help="log level on stderr (default WARNING; for serve, the config's [log] level)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     transcribe = commands.add_parser("transcribe", help="transcribe a recording into subtitles")
@@ -291,10 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC")
-    serve.add_argument("--config", type=Path, help="TOML configuration (default: built-in defaults)")
-    serve.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one setting (after the file and APPLIANCE_SECTION__KEY variables)")
+    _config_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    doctor = commands.add_parser("doctor", help="check config, devices, models and accelerators")
+    _config_options(doctor)
+    doctor.set_defaults(run=cmd_doctor)
 
     subscribe = commands.add_parser("subscribe", help="print a session's live captions")
     subscribe.add_argument("--server", default="127.0.0.1:50051", help="daemon address (default %(default)s)")
@@ -326,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from appliance.audio.decode import AudioInputError
 
+    from appliance.logs import configure
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure(args.log_level or "WARNING")
     try:
         return args.run(args)
     except (AudioInputError, ModelError, ConfigError, CliError) as exc:

@@ -120,6 +120,7 @@ class Daemon:
         session = Session(
             session_id, kind, pipeline, EventLog(session_id, self.config.server.retained_events),
             language=self.config.asr.language or "en", on_state=self.on_session_state,
+            log_transcripts=self.config.log.transcripts,
         )
         if self.metrics is not None:
             model, _, provider = self.models.info[0]

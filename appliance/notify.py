@@ -33,7 +33,7 @@ class Notifier:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-                sock.sendto("\\n".join(lines).encode(), self._address)
+                sock.sendto("\n".join(lines).encode(), self._address)
         except OSError as exc:  # systemd gone or socket misconfigured: keep serving, say so
             log.warning("sd_notify to %s failed: %s", self._address.replace("\0", "@"), exc)
 

@@ -7,6 +7,7 @@ The replay harness runs the same Pipeline the daemon's `Session` runs.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
@@ -25,6 +26,8 @@ from appliance.service.eventlog import EventLog
 from appliance.service.fanout import Fanout
 from appliance.subtitles.assembler import CueAssembler
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,13 @@ class Session:
     on_state: Callable[[Session], None] | None = None  # health and metrics follow the state
     on_latency: Callable[[str, float, float], None] | None = None  # (session, partial, final) per final word
     on_label_latency: Callable[[str, float], None] | None = None  # (session, latency) per word label
+    log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         event = self.log.publish(event)
         self.fanout.publish(event)
+        if self.log_transcripts and event.kind == EventKind.FINAL:
+            _log.info("session %s final cue %s: %s", self.session_id, event.cue_id, event.text)
         return event
 
     def set_state(self, state: SessionState, message: str = "") -> None:

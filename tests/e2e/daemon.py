@@ -21,21 +21,30 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    def __init__(self, config_text: str, workdir: Path, env: dict[str, str] | None = None):
+    def __init__(self, config_text: str, workdir: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 log_level: str | None = "INFO"):
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.config = workdir / "appliance.toml"
         self.config.write_text(config_text.replace("{address}", self.address))
         self.log = workdir / "daemon.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.cwd = cwd
+        self.log_level = log_level  # None: the config's [log] level decides
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60.0) -> DaemonProcess:
+    def launch(self) -> DaemonProcess:
+        """Start the process without waiting for it to serve."""
         with self.log.open("w") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "appliance", "--log-level", "INFO", "serve", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                [sys.executable, "-m", "appliance", *(["--log-level", self.log_level] if self.log_level else []),
+                 "serve", "--config", str(self.config)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
             )
+        return self
+
+    def start(self, timeout: float = 60.0) -> DaemonProcess:
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

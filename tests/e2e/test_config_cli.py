@@ -1,0 +1,93 @@
+"""The command line refuses a bad configuration in one line naming the key (exit 2, no
+traceback, nothing bound), and `appliance doctor` reports what a technician checks first."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.daemon import free_port
+
+
+def appliance(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+BAD = {
+    "unknown key": ('[server]\nlisten = "127.0.0.1:{port}"\nlisen_backlog = 5\n', "server.lisen_backlog"),
+    "wrong type": ('[server]\nlisten = "127.0.0.1:{port}"\n[streaming]\nstep = "fast"\n', "streaming.step"),
+    "negative step": ('[server]\nlisten = "127.0.0.1:{port}"\n[streaming]\nstep = -1\n', "streaming.step"),
+    "missing cert": ('[server]\nlisten = "127.0.0.1:{port}"\ntls_cert = "/nonexistent/cert.pem"\n'
+                     'tls_key = "/nonexistent/key.pem"\n', "server.tls_cert"),
+    "unknown device": ('[server]\nlisten = "127.0.0.1:{port}"\n[capture]\ndevice = "no-such-mic"\n'
+                       '[[sessions]]\nid = "room"\nsource = "microphone"\n', "no-such-mic"),
+    "remote without TLS": ('[server]\nlisten = "0.0.0.0:{port}"\n', "server.listen"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_serve_refuses_a_bad_config_in_one_line(case, tmp_path):
+    text, key = BAD[case]
+    port, metrics_port = free_port(), free_port()
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + text.format(port=port))
+    done = appliance("serve", "--config", str(config), cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and key in lines[0] and lines[0].startswith("appliance: error:"), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert bindable(port) and bindable(metrics_port)  # it bound nothing (and left nothing bound)
+
+
+def test_doctor_prints_config_devices_models_accelerators_and_ok(tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret-token\n")
+    done = appliance("doctor", "--set", f"server.token_file={tokens}", "--set", "streaming.step=0.25", cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "[streaming]\nstep = 0.25\n" in out  # the effective config, overrides applied
+    assert f'token_file = "{tokens}"' in out and "s3cret-token" not in out  # secrets only as paths
+    assert "# input devices" in out
+    assert "whisper-tiny.en" in out and "silero-vad" in out and "verified" in out and "FAILED" not in out
+    assert "onnxruntime providers: " in out and "CPUExecutionProvider" in out
+    assert "ctranslate2 CUDA devices: " in out
+    assert out.rstrip().endswith("doctor: ok")
+
+
+def test_doctor_counts_problems_and_fails(tmp_path):
+    config = tmp_path / "appliance.toml"
+    config.write_text('[capture]\ndevice = "no-such-mic"\n\n[[sessions]]\nid = "room"\nsource = "microphone"\n')
+    missing_mic = appliance("doctor", "--config", str(config), cwd=tmp_path)
+    assert missing_mic.returncode == 1
+    assert "microphone: PROBLEM:" in missing_mic.stdout and "no-such-mic" in missing_mic.stdout
+    assert missing_mic.stdout.rstrip().endswith("doctor: 1 problem(s)")
+
+    bad = appliance("doctor", "--set", "streaming.step=-1", cwd=tmp_path)
+    assert bad.returncode == 1
+    assert "config: PROBLEM: streaming.step" in bad.stdout
+    assert "# models" in bad.stdout  # the other checks still ran
+    assert bad.stdout.rstrip().endswith("doctor: 1 problem(s)")
+
+
+@pytest.mark.parametrize("flag, logged", [(None, False), ("INFO", True)])
+def test_serve_log_level_comes_from_config_unless_given_on_the_command_line(flag, logged, tmp_path):
+    from tests.e2e.daemon import DaemonProcess
+
+    config = '[server]\nlisten = "{address}"\ngrace_seconds = 1.0\n[metrics]\nenabled = false\n[log]\nlevel = "WARNING"\n'
+    daemon = DaemonProcess(config, tmp_path, log_level=flag).start()
+    assert daemon.stop() == 0
+    log = daemon.log.read_text()
+    assert ("level=info logger=appliance.daemon msg=\"listening on" in log) == logged, log
