@@ -193,7 +193,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"demo: no working microphone; replaying {args.file} in real time", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp:
         config = Path(tmp) / "demo.toml"
-        config.write_text(f'[server]\nlisten = "{address}"\n\n[[sessions]]\nid = "room"\n{room}\n')
+        config.write_text(f'[server]\nlisten = "{address}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n\n'
+                          f'[[sessions]]\nid = "room"\n{room}\n')
         log = (Path(tmp) / "daemon.log").open("w+")
         daemon = subprocess.Popen([sys.executable, "-m", "appliance", "--log-level", "INFO", "serve",
                                    "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)

@@ -218,13 +218,16 @@ def source_factory(config: AppConfig) -> Callable[[SessionConfig], object]:
 def start_metrics_server(config: MetricsConfig, registry: CollectorRegistry):
     """The /metrics HTTP(S) endpoint on its own address; returns (server, bound port)."""
     host, _, port = config.listen.rpartition(":")
-    server, _ = start_http_server(
-        int(port), host.strip("[]"), registry,
-        certfile=str(config.tls_cert) if config.tls_cert else None,
-        keyfile=str(config.tls_key) if config.tls_key else None,
-        client_cafile=str(config.client_ca) if config.client_ca else None,
-        client_auth_required=config.client_ca is not None,
-    )
+    try:
+        server, _ = start_http_server(
+            int(port), host.strip("[]"), registry,
+            certfile=str(config.tls_cert) if config.tls_cert else None,
+            keyfile=str(config.tls_key) if config.tls_key else None,
+            client_cafile=str(config.client_ca) if config.client_ca else None,
+            client_auth_required=config.client_ca is not None,
+        )
+    except OSError as exc:
+        raise OSError(f"metrics.listen {config.listen}: {exc.strerror or exc}") from None
     return server, server.server_port
 
 

@@ -26,6 +26,8 @@ class DaemonProcess:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.config = workdir / "appliance.toml"
+        if "[metrics]" not in config_text:  # not the default port: other daemons may be running
+            config_text += '\n[metrics]\nlisten = "127.0.0.1:0"\n'
         self.config.write_text(config_text.replace("{address}", self.address))
         self.log = workdir / "daemon.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
