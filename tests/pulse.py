@@ -71,5 +71,11 @@ def pulse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pulse]:
         # Read by ALSA's pulse plugin each time PortAudio opens the `pulse` device.
         env.setenv("PULSE_SERVER", daemon.env["PULSE_SERVER"])
         env.setenv("PULSE_SOURCE", "room.monitor")
+        # PortAudio lists devices once, when it initialises: if an earlier test in this
+        # process loaded it, its list predates this PulseAudio. Make it look again.
+        import sounddevice
+
+        sounddevice._terminate()
+        sounddevice._initialize()
         yield daemon
     daemon.stop()
