@@ -124,8 +124,19 @@ class StreamingConfig:
 
 
 def _host(listen: str) -> str:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]")
+    return listen.rpartition(":")[0].strip("[]")
+
+
+def _check_endpoint(section: str, config: object, files: tuple[str, ...]) -> None:
+    """HOST:PORT, cert and key together, and every configured file present."""
+    host, _, port = config.listen.rpartition(":")
+    _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, f"{section}.listen",
+             f"expected HOST:PORT, got {config.listen!r}")
+    _require((config.tls_cert is None) == (config.tls_key is None), f"{section}.tls_cert",
+             "tls_cert and tls_key go together")
+    for key in files:
+        path = getattr(config, key)
+        _require(path is None or Path(path).is_file(), f"{section}.{key}", f"no such file {path}")
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -151,14 +162,7 @@ class ServerConfig:
     grace_seconds: float = 5.0  # drain time on SIGTERM
 
     def __post_init__(self) -> None:
-        host, _, port = self.listen.rpartition(":")
-        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "server.listen",
-                 f"expected HOST:PORT, got {self.listen!r}")
-        _require((self.tls_cert is None) == (self.tls_key is None), "server.tls_cert",
-                 "tls_cert and tls_key go together")
-        for key in ("tls_cert", "tls_key", "client_ca", "token_file"):
-            path = getattr(self, key)
-            _require(path is None or Path(path).is_file(), f"server.{key}", f"no such file {path}")
+        _check_endpoint("server", self, ("tls_cert", "tls_key", "client_ca", "token_file"))
         _require(self.client_ca is None or self.tls_cert is not None, "server.client_ca", "needs tls_cert and tls_key")
         _require(self.tls_cert is not None or _host(self.listen) in LOOPBACK or self.allow_insecure_remote,
                  "server.listen", f"{self.listen} is not loopback: configure tls_cert/tls_key "
@@ -185,13 +189,7 @@ class MetricsConfig:
     client_ca: Path | None = None  # set: scrapers must present a certificate it signed
 
     def __post_init__(self) -> None:
-        host, _, port = self.listen.rpartition(":")
-        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "metrics.listen",
-                 f"expected HOST:PORT, got {self.listen!r}")
-        _require((self.tls_cert is None) == (self.tls_key is None), "metrics.tls_cert", "tls_cert and tls_key go together")
-        for key in ("tls_cert", "tls_key", "client_ca"):
-            path = getattr(self, key)
-            _require(path is None or Path(path).is_file(), f"metrics.{key}", f"no such file {path}")
+        _check_endpoint("metrics", self, ("tls_cert", "tls_key", "client_ca"))
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ class Recognizer(Protocol):
         ...
 
 
-def _words(segments: Iterable[Segment], offset: float = 0.0) -> Iterable[Word]:
+def _words(segments: Iterable[Segment]) -> Iterable[Word]:
     for segment in segments:
         for w in segment.words or ():
             text = w.word.strip()
             if text:
-                yield Word(text, round(float(w.start) + offset, 3), round(float(w.end) + offset, 3), round(float(w.probability), 4))
+                yield Word(text, round(float(w.start), 3), round(float(w.end), 3), round(float(w.probability), 4))
 
 
 class WhisperRecognizer:
