@@ -1,54 +1,26 @@
-"""Shared benchmark helpers: the machine description and JSON results under bench/results/."""
+"""Shared benchmark plumbing: the machine description and one results file per run.
+
+Every benchmark records its figures as a named section through the `results` fixture; at the
+end of the run they are written together to bench/results/run-<UTC time>.json with the
+machine they ran on. `bench.results.latest(section)` finds the newest run holding a section,
+so a partial run (`pytest bench -k fanout`) updates only what it measured.
+"""
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
-import json
-import os
-import platform
 from pathlib import Path
 
 import pytest
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.results import RunResults
 
 
-def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    versions = {}
-    for package in ("ctranslate2", "faster-whisper", "onnxruntime", "numpy", "grpcio"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "packages": versions,
-    }
-
-
-def write_result(name: str, payload: dict[str, object]) -> Path:
-    """bench/results/<name>.json: the latest run, with the machine it ran on."""
-    RESULTS.mkdir(exist_ok=True)
-    document = {
-        "benchmark": name,
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        **payload,
-    }
-    path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(document, indent=2) + "\n")
-    return path
+@pytest.fixture(scope="session")
+def results():
+    run = RunResults()
+    yield run
+    path = run.write()
+    if path is not None:
+        print(f"\nbenchmark results: {path}")
 
 
 @pytest.fixture(scope="session")

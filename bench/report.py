@@ -1,23 +1,19 @@
-"""Render the README's benchmark section from bench/results/*.json (`python bench/report.py --write`)."""
+"""Render the README's benchmark section from the latest bench/results/run-*.json (`python -m bench.report --write`)."""
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
+from bench.results import latest
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "results"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
-def _load(name: str) -> dict:
-    return json.loads((RESULTS / f"{name}.json").read_text())
-
-
 def render() -> str:
-    replay = _load("realtime_replay")
-    s, met, targets, m = replay["summary"], replay["targets_met"], replay["targets"], replay["machine"]
+    run, replay = latest("realtime_replay")
+    s, met, targets, m = replay["summary"], replay["targets_met"], replay["targets"], run["machine"]
     mark = {True: "met", False: "**missed**"}
     rows = [
         ("final-word latency p50", f"{s['final_latency_p50']:.2f} s", f"<= {targets['final_latency_p50']} s", met["final_latency_p50"]),
@@ -29,7 +25,7 @@ def render() -> str:
     ]
     lines = [
         f"Real-time replay of the sample conversation (30 s, two speakers) through the streaming "
-        f"session, {replay['date'][:10]}, {m['cpu']}, {m['cores']} cores, ctranslate2 "
+        f"session, {run['date'][:10]}, {m['cpu']}, {m['cores']} cores, ctranslate2 "
         f"{m['packages'].get('ctranslate2')}, tiny.en int8:",
         "",
         "| measure | result | target | |",
@@ -41,7 +37,7 @@ def render() -> str:
         "| window \\ buffer | 2 s | 5 s | 10 s |",
         "|---|---|---|---|",
     ]
-    calls = _load("recognizer_calls")["calls"]
+    calls = latest("recognizer_calls")[1]["calls"]
     for window in ("0", "10", "30"):
         cells = [calls.get(f"window={window}s buffer={b}s") for b in (2, 5, 10)]
         label = "exact buffer" if window == "0" else f"{window} s floor"

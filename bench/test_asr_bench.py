@@ -1,7 +1,7 @@
 """Streaming ASR costs and the real-time replay of the sample conversation.
 
-`make bench` runs these. Figures land in bench/results/*.json with the machine; the
-README quotes the latest.
+`make bench` runs these. Figures land in the run's bench/results/run-*.json with the
+machine; the README quotes the latest.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from appliance.evaluation import read_reference, word_error_rate
 from appliance.inference.whisper import load_whisper
 from appliance.replay import replay
 from appliance.vad.silero import SileroVad
-from bench.conftest import write_result
 
 # The issue's targets (2 CPU cores, tiny.en int8, the sample conversation in real time).
 TARGETS = {
@@ -49,7 +48,7 @@ CALLS: dict[str, dict[str, float]] = {}
 
 @pytest.mark.parametrize("seconds", [2, 5, 10])
 @pytest.mark.parametrize("min_window", [0.0, 10.0, 30.0])
-def test_recognizer_call(benchmark, model, audio, seconds, min_window):
+def test_recognizer_call(benchmark, results, model, audio, seconds, min_window):
     """One streaming decode of a buffer of speech, by encoder window policy."""
     recognizer = WhisperRecognizer(model, AsrConfig(min_window=min_window))
     buffer = audio[8 * SAMPLE_RATE : (8 + seconds) * SAMPLE_RATE]
@@ -61,10 +60,10 @@ def test_recognizer_call(benchmark, model, audio, seconds, min_window):
         "wall_median_s": round(benchmark.stats.stats.median, 4),
         "cpu_s": round(cpu_per_call, 4),
     }
-    write_result("recognizer_calls", {"calls": CALLS})
+    results.record("recognizer_calls", {"calls": CALLS})
 
 
-def test_window_policy_accuracy(benchmark, model, audio, reference):
+def test_window_policy_accuracy(benchmark, results, model, audio, reference):
     """Streaming WER and CPU by encoder window: exactly the buffer, 10 s floor, 30 s (Whisper's)."""
     vad = SileroVad.load()
     rows = {}
@@ -81,11 +80,11 @@ def test_window_policy_accuracy(benchmark, model, audio, reference):
     benchmark.pedantic(run_all, rounds=1, iterations=1)
     offline_words, _ = WhisperRecognizer(model, AsrConfig()).transcribe_file(audio)
     offline = round(word_error_rate(reference, " ".join(w.text for w in offline_words)), 4)
-    write_result("window_policy", {"offline_wer": offline, "streaming_by_min_window_s": rows})
+    results.record("window_policy", {"offline_wer": offline, "streaming_by_min_window_s": rows})
     benchmark.extra_info.update(rows)
 
 
-def test_realtime_replay(benchmark, model, audio, reference):
+def test_realtime_replay(benchmark, results, model, audio, reference):
     """The product promise: the sample conversation at real-time pace through the session."""
     recognizer = WhisperRecognizer(model, AsrConfig())
     vad = SileroVad.load()
@@ -101,7 +100,7 @@ def test_realtime_replay(benchmark, model, audio, reference):
     summary["offline_wer"] = round(word_error_rate(reference, " ".join(w.text for w in offline_words)), 4)
     met = {key: summary[key] <= bound for key, bound in TARGETS.items()}
     met["wer"] = summary["wer"] <= summary["offline_wer"] + 0.02
-    write_result("realtime_replay", {
+    results.record("realtime_replay", {
         "config": {"asr": AsrConfig().__dict__, "streaming": StreamingConfig().__dict__},
         "summary": summary, "targets": TARGETS, "targets_met": met,
     })
