@@ -95,7 +95,7 @@ def compare(baseline: dict, now: dict, limits: Limits = Limits()) -> Verdict:
     k_wall = speed_ratio(baseline["calibration"]["wall"], now["calibration"]["wall"])
     rows: list[Row] = []
     for name, base, cur in _pairs(baseline.get("components", {}), now.get("components", {})):
-        measure = f"{name} CPU ms ({(base or cur)['unit']})"
+        measure = f"{name} CPU ms"
         if base is None:
             rows.append(_new(measure, cur["cpu_ms"]))
         elif cur is None:
