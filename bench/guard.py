@@ -132,7 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench-baseline: wrote {args.baseline}; commit it")
         return 0
     baseline = json.loads(args.baseline.read_text())
-    verdict = compare(baseline, now)
+    try:
+        verdict = compare(baseline, now)
+    except KeyError as exc:  # a baseline from an older guard: its calibration is not comparable
+        print(f"bench-check: {args.baseline} cannot be compared ({exc}): re-record it with `make bench-baseline`",
+              file=sys.stderr)
+        return 1
     print(format_report(baseline, now, verdict))
     return 0 if verdict.ok else 1
 
