@@ -12,7 +12,7 @@ DATA   := tests/data/cache/sample.wav
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all proto deps install install-venv install-files system-deps data test demo models bench clean
+.PHONY: all proto deps install install-venv install-files system-deps data test demo models bench bench-check bench-baseline clean
 
 all: test
 
@@ -39,6 +39,7 @@ data: $(DATA)
 test: deps data
 	$(BIN)/python proto/generate.py --check
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m bench.guard check
 
 # Regenerate appliance/_generated from proto/ (make test fails while it is stale).
 proto: deps
@@ -51,8 +52,18 @@ demo: deps data
 models:
 	bash models/export/build.sh
 
+# Every benchmark (a results file in bench/results/), then the README section and plots from them.
 bench: deps data
 	$(BIN)/python -m pytest bench --benchmark-enable --benchmark-only -q
+	$(BIN)/python -m bench.report --write
+
+# The regression guard (about 3 minutes; also the last step of `make test`): this machine now vs
+# bench/baseline.json. `make bench-baseline` re-records the baseline (then commit it).
+bench-check: deps data
+	$(BIN)/python -m bench.guard check
+
+bench-baseline: deps data
+	$(BIN)/python -m bench.guard baseline
 
 # --- the service: `make install` (as root), or `make install DESTDIR=/image/root` for an OS image ---
 PREFIX      ?= /opt/appliance

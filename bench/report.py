@@ -1,62 +1,215 @@
-"""Render the README's benchmark section from the latest bench/results/run-*.json (`python -m bench.report --write`)."""
+"""The README's benchmark section and the plots, from the newest run holding each section.
+
+`python -m bench.report` prints the section; `--write` also replaces it in README.md (between
+the bench markers) and writes the PNGs next to the results. A section no run has measured yet
+renders as such; a section with missing keys renders what it has ("–" for the rest).
+"""
 from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from bench.results import latest
+from bench.results import RESULTS, latest
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+NOT_MEASURED = "not measured yet (`make bench`)"
+PLOTS = {"e2e_latency": "latency_cdf.png", "capacity": "capacity.png", "fanout": "fanout.png"}
+COMPONENT_ORDER = ("vad_frame", "recognizer_call_2s", "recognizer_call_5s", "recognizer_call_10s",
+                   "segmentation_window", "embedding_segment", "cue_assembly_event", "protobuf_event")
+LATENCY_ROWS = (
+    ("final-word latency p50 (s)", "final_latency_p50", ".2f"),
+    ("final-word latency p95 (s)", "final_latency_p95", ".2f"),
+    ("partial-word latency p50 (s)", "partial_latency_p50", ".2f"),
+    ("partial-word latency p95 (s)", "partial_latency_p95", ".2f"),
+    ("speaker-label latency p50 (s)", "speaker_latency_p50", ".2f"),
+    ("speaker-label latency p95 (s)", "speaker_latency_p95", ".2f"),
+    ("CPU s per audio s", "cpu_per_audio_second", ".2f"),
+    ("WER", "wer", ".3f"),
+)
 
 
-def render() -> str:
-    run, replay = latest("realtime_replay")
-    s, met, targets, m = replay["summary"], replay["targets_met"], replay["targets"], run["machine"]
+def fmt(value: object, spec: str = ".2f") -> str:
+    """A number as `spec`, a bool as yes/no, anything missing as "–"."""
+    if isinstance(value, bool):
+        return "yes" if value else "**no**"
+    if isinstance(value, int | float):
+        try:
+            return format(value, spec)
+        except ValueError:  # e.g. a float where an integer was expected
+            return str(value)
+    return "–" if value is None or value == "" else str(value)
+
+
+def measured_on(run: dict) -> str:
+    machine = run.get("machine", {})
+    return f"measured {str(run.get('date', '?'))[:10]} on {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
+
+
+def table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(row) + " |" for row in rows]]
+
+
+def components(run: dict, s: dict) -> list[str]:
+    names = [n for n in COMPONENT_ORDER if n in s] + sorted(set(s) - set(COMPONENT_ORDER))
+    return [f"Per unit of work, {measured_on(run)} (bench/test_components_bench.py):", "",
+            *table(("component", "unit", "wall median (ms)", "CPU (ms)"),
+                   [(n, fmt(s[n].get("unit")), fmt(s[n].get("wall_median_ms"), ".3f"), fmt(s[n].get("cpu_ms"), ".3f"))
+                    for n in names])]
+
+
+def realtime_replay(run: dict, s: dict) -> list[str]:
+    summary, met, targets = s.get("summary", {}), s.get("targets_met", {}), s.get("targets", {})
     mark = {True: "met", False: "**missed**"}
-    rows = [
-        ("final-word latency p50", f"{s['final_latency_p50']:.2f} s", f"<= {targets['final_latency_p50']} s", met["final_latency_p50"]),
-        ("final-word latency p95", f"{s['final_latency_p95']:.2f} s", f"<= {targets['final_latency_p95']} s", met["final_latency_p95"]),
-        ("partial-word latency p50", f"{s['partial_latency_p50']:.2f} s", f"<= {targets['partial_latency_p50']} s", met["partial_latency_p50"]),
-        ("partial-word latency p95", f"{s['partial_latency_p95']:.2f} s", "", None),
-        ("CPU s per audio s (ASR + VAD)", f"{s['cpu_per_audio_second']:.2f}", f"<= {targets['cpu_per_audio_second']}", met["cpu_per_audio_second"]),
-        ("streaming WER (offline WER)", f"{s['wer']:.3f} ({s['offline_wer']:.3f})", "<= offline + 0.02", met["wer"]),
-    ]
-    lines = [
-        f"Real-time replay of the sample conversation (30 s, two speakers) through the streaming "
-        f"session, {run['date'][:10]}, {m['cpu']}, {m['cores']} cores, ctranslate2 "
-        f"{m['packages'].get('ctranslate2')}, tiny.en int8:",
-        "",
-        "| measure | result | target | |",
-        "|---|---|---|---|",
-        *[f"| {name} | {value} | {target} | {mark.get(ok, '')} |" for name, value, target, ok in rows],
-        "",
-        "One streaming decode (median wall / CPU seconds), by encoder window and buffer length:",
-        "",
-        "| window \\ buffer | 2 s | 5 s | 10 s |",
-        "|---|---|---|---|",
-    ]
-    calls = latest("recognizer_calls")[1]["calls"]
+
+    def row(name, key, spec, target=None, ok_key=None):
+        bound = target if target is not None else (f"<= {targets[key]}" if key in targets else "")
+        return (name, fmt(summary.get(key), spec), bound, mark.get(met.get(ok_key or key), ""))
+
+    wer = f"{fmt(summary.get('wer'), '.3f')} ({fmt(summary.get('offline_wer'), '.3f')})"
+    return [(f"Real-time replay of the sample conversation (30 s, two speakers) through the streaming session "
+            f"in-process (ASR + VAD, tiny.en int8), {measured_on(run)}:"), "",
+            *table(("measure", "result", "target", ""), [
+                row("final-word latency p50 (s)", "final_latency_p50", ".2f"),
+                row("final-word latency p95 (s)", "final_latency_p95", ".2f"),
+                row("partial-word latency p50 (s)", "partial_latency_p50", ".2f"),
+                row("partial-word latency p95 (s)", "partial_latency_p95", ".2f"),
+                row("CPU s per audio s", "cpu_per_audio_second", ".2f"),
+                ("streaming WER (offline WER)", wer, "<= offline + 0.02", mark.get(met.get("wer"), "")),
+            ])]
+
+
+def recognizer_calls(run: dict, s: dict) -> list[str]:
+    calls = s.get("calls", {})
+    rows = []
     for window in ("0", "10", "30"):
         cells = [calls.get(f"window={window}s buffer={b}s") for b in (2, 5, 10)]
         label = "exact buffer" if window == "0" else f"{window} s floor"
-        lines.append(f"| {label} | " + " | ".join(
-            f"{c['wall_median_s']:.2f} / {c['cpu_s']:.2f}" if c else "–" for c in cells) + " |")
-    lines += ["", "Diarization costs and accuracy: `models/diarization/README.md`. The machine is shared "
-              "with other work while these run; expect ±15 % between runs."]
+        rows.append((label, *(f"{fmt(c.get('wall_median_s'))} / {fmt(c.get('cpu_s'))}" if c else "–" for c in cells)))
+    return [f"One streaming decode (median wall / CPU seconds) by encoder window and buffer length, {measured_on(run)}:",
+            "", *table(("window \\ buffer", "2 s", "5 s", "10 s"), rows)]
+
+
+def e2e_latency(run: dict, s: dict) -> list[str]:
+    ours, base, ratios, offline = s.get("ours", {}), s.get("baseline", {}), s.get("ratios", {}), s.get("offline", {})
+    rows = [(name, fmt(ours.get(key), spec), fmt(base.get(key), spec), fmt(ratios.get(key)))
+            for name, key, spec in LATENCY_ROWS]
+    return [(f"Through the running daemon (Transcribe in real time + a live Subscribe), {fmt(s.get('audio_seconds'), '.0f')} s "
+            f"of audio, ours vs the naive baseline ({fmt(base.get('config'))}), {measured_on(run)}:"), "",
+            *table(("measure", "ours", "naive baseline", "ours / baseline"), rows), "",
+            (f"Offline anchor (whole file at once): WER {fmt(offline.get('wer'), '.3f')}, "
+            f"{fmt(offline.get('cpu_per_audio_second'), '.3f')} CPU s per audio s."), "",
+            f"![word latency CDF, ours vs baseline](bench/results/{PLOTS['e2e_latency']})"]
+
+
+def capacity(run: dict, s: dict) -> list[str]:
+    rows = [(fmt(r.get("sessions"), "d"), fmt(r.get("final_latency_p50")), fmt(r.get("final_latency_p95")),
+             fmt(r.get("backlog_max_seconds")), fmt(r.get("backlog_bounded")), fmt(r.get("cpu_per_audio_second")),
+             fmt(r.get("merged_updates"), "d")) for r in sorted(s.get("rows", []), key=lambda r: r.get("sessions", 0))]
+    cap, target = s.get("capacity"), s.get("target")
+    verdict = "" if not isinstance(cap, int) or not isinstance(target, int) else (
+        " (met)" if cap >= target else " (**missed**)")
+    return [(f"Concurrent real-time sessions on one daemon (diarization {'on' if s.get('diarization') else 'off'}, "
+            f"{fmt(s.get('audio_seconds_per_session'), '.0f')} s each), {measured_on(run)}:"), "",
+            *table(("sessions", "final p50 (s)", "final p95 (s)", "backlog max (s)", "backlog bounded",
+                    "CPU s per audio s", "merged updates"), rows), "",
+            f"Capacity: **{fmt(cap, 'd')}** sessions, target {fmt(target, 'd')}{verdict}. Criterion: {fmt(s.get('criterion'))}.", "",
+            f"![final-word latency p95 by sessions](bench/results/{PLOTS['capacity']})"]
+
+
+def overload(run: dict, s: dict) -> list[str]:
+    rows = [("sessions", fmt(s.get("sessions"), "d")), ("duration (s)", fmt(s.get("duration_seconds"), ".0f")),
+            ("RSS start / peak / end (MB)", " / ".join(fmt(s.get(k), ".0f") for k in ("rss_start_mb", "rss_peak_mb", "rss_end_mb"))),
+            ("merged updates", fmt(s.get("merged_updates"), "d")), ("daemon alive", fmt(s.get("daemon_alive"))),
+            ("recovered", fmt(s.get("recovered"))),
+            ("final p95 after recovery (s)", fmt(s.get("recovery_final_latency_p95")))]
+    notes = ["", str(s["notes"])] if s.get("notes") else []
+    return [f"Overload (more sessions than the box can serve), {measured_on(run)}:", "",
+            *table(("measure", "result"), rows), *notes]
+
+
+def fanout(run: dict, s: dict) -> list[str]:
+    target = s.get("target_p99_ms")
+    rows = [(fmt(r.get("subscribers"), "d"), fmt(r.get("events"), "d"), fmt(r.get("deliveries"), "d"),
+             fmt(r.get("lost"), "d"), fmt(r.get("delay_p50_ms"), ".1f"), fmt(r.get("delay_p99_ms"), ".1f"),
+             fmt(r.get("delay_max_ms"), ".1f"),
+             fmt(r["delay_p99_ms"] <= target) if isinstance(target, int | float) and isinstance(
+                 r.get("delay_p99_ms"), int | float) else "–")
+            for r in sorted(s.get("rows", []), key=lambda r: r.get("subscribers", 0))]
+    return [f"Fan-out of one session's events to many subscribers over loopback gRPC, {measured_on(run)}:", "",
+            *table(("subscribers", "events", "deliveries", "lost", "delay p50 (ms)", "delay p99 (ms)",
+                    "delay max (ms)", f"p99 <= {fmt(target, 'g')} ms"), rows), "",
+            f"![delivery delay by subscribers](bench/results/{PLOTS['fanout']})"]
+
+
+SECTIONS: tuple[tuple[str, str, Callable[[dict, dict], list[str]]], ...] = (
+    ("Components", "components", components),
+    ("Real-time replay (in-process)", "realtime_replay", realtime_replay),
+    ("Recognizer calls", "recognizer_calls", recognizer_calls),
+    ("End-to-end latency through the daemon", "e2e_latency", e2e_latency),
+    ("Capacity", "capacity", capacity),
+    ("Overload", "overload", overload),
+    ("Fan-out", "fanout", fanout),
+)
+
+
+def _latest(section: str, directory: Path) -> tuple[dict, dict] | None:
+    try:
+        return latest(section, directory)
+    except LookupError:
+        return None
+
+
+def render(directory: Path = RESULTS) -> str:
+    lines: list[str] = []
+    for title, name, renderer in SECTIONS:
+        lines += [f"**{title}**", ""]
+        found = _latest(name, directory)
+        if found is None:
+            lines.append(NOT_MEASURED)
+        else:
+            try:
+                lines += renderer(*found)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a half-written section
+                lines.append(f"{title}: results incomplete ({type(exc).__name__}: {exc}); rerun `make bench`")
+        lines.append("")
+    lines.append("The machine may be shared with other work while these run: expect ±15 % between runs.")
     return "\n".join(lines)
 
 
-def main() -> None:
+def write_plots(directory: Path = RESULTS, out: Path | None = None) -> list[Path]:
+    """The PNGs for the sections some run measured; the others are left alone."""
+    from bench import plots  # matplotlib only when plotting
+
+    out = out or directory
+    written = []
+    for section, plot in (("e2e_latency", plots.latency_cdf), ("capacity", plots.capacity), ("fanout", plots.fanout)):
+        found = _latest(section, directory)
+        if found is not None:
+            written.append(plot(found[1], out / PLOTS[section]))
+    return written
+
+
+def replace_section(readme: str, section: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise ValueError(f"README has no {BEGIN} … {END} markers")
+    return re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, readme, flags=re.DOTALL)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     section = f"{BEGIN}\n{render()}\n{END}"
-    if "--write" not in sys.argv:
+    if "--write" not in argv:
         print(section)
         return
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    readme.write_text(text)
+    readme.write_text(replace_section(readme.read_text(), section))
+    for path in write_plots():
+        print(f"wrote {path.relative_to(ROOT)}")
+    print("wrote README.md benchmark section")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,146 @@
+"""The benchmark regression guard: `python -m bench.guard check` (`make bench-check`, the last step
+of `make test`) and `python -m bench.guard baseline` (`make bench-baseline`).
+
+One measurement (about 3 minutes on 2 cores):
+- calibration (bench/calibration.py) three times: at the start, after the component timings
+  and at the end, the median per kind, so it sees the machine as the rest of the run did;
+- the component workloads (bench/components.py), median wall time per unit;
+- the sample conversation replayed once on the ideal machine (bench/ideal_replay.py: the
+  latency floor and the streaming WER, both deterministic) and `REPLAYS` times in real time
+  (appliance/replay.py): each latency percentile and the CPU per audio second are the median
+  over the real-time replays, so one disturbed replay does not decide the verdict;
+- offline diarization DER of the sample (collar 0, deterministic).
+
+`check` compares it with bench/baseline.json (bench/compare.py says how, and why timings
+are scaled as they are), prints every comparison and exits 1 when something regressed.
+`baseline` writes the measurement as the new bench/baseline.json, to be committed.
+The latest measurement is also left in .benchmarks/guard-last.json (git-ignored).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from appliance.asr.recognizer import WhisperRecognizer
+from appliance.config import SAMPLE_RATE, AsrConfig
+from appliance.evaluation import read_reference, word_error_rate
+from appliance.replay import replay
+from appliance.subtitles.types import SpeakerTurn
+from bench.calibration import calibrate
+from bench.compare import compare, format_report
+from bench.components import Inputs, measure, workloads
+from bench.ideal_replay import ideal_replay
+from bench.results import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "bench" / "baseline.json"
+LAST = ROOT / ".benchmarks" / "guard-last.json"
+REPLAYS = 3
+PERCENTILES = ("final_latency_p50", "final_latency_p95", "partial_latency_p50", "partial_latency_p95")
+
+
+def _percentiles(final: list[float], partial: list[float]) -> dict[str, float]:
+    values = {"final": final, "partial": partial}
+    return {key: float(np.percentile(values[key.split("_")[0]], int(key[-2:]))) for key in PERCENTILES}
+
+
+def diarization_error_rate(rttm: Path, turns: list[SpeakerTurn], duration: float) -> float:
+    from pyannote.core import (  # test extra: only the guard needs them
+        Annotation,
+        Segment,
+    )
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    reference, hypothesis = Annotation(), Annotation()
+    for row in (line.split() for line in rttm.read_text().splitlines() if line.strip()):
+        reference[Segment(float(row[3]), float(row[3]) + float(row[4]))] = row[7]
+    for turn in turns:
+        hypothesis[Segment(turn.start, turn.end)] = turn.speaker
+    return DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, uem=Segment(0, duration))
+
+
+def run_measurement(sample_dir: Path, replays: int = REPLAYS, say=print) -> dict:
+    say("guard: loading models and the sample")
+    inputs = Inputs.load(sample_dir)
+    calibrations = [calibrate(inputs.vad)]
+    say("guard: component timings")
+    components = {}
+    for workload in workloads(inputs):
+        components[workload.name] = measure(workload).as_dict()
+    calibrations.append(calibrate(inputs.vad))
+
+    recognizer = WhisperRecognizer(inputs.whisper, AsrConfig())
+    reference = read_reference(sample_dir / "sample.stm")
+    say("guard: ideal-machine replay (latency floor, streaming WER)")
+    ideal = ideal_replay(inputs.audio, recognizer, inputs.vad)
+    floor = _percentiles(ideal.final_latency, ideal.partial_latency)
+    runs = []
+    for i in range(replays):
+        say(f"guard: real-time replay {i + 1} of {replays} (30 s)")
+        result = asyncio.run(replay(inputs.audio, recognizer, inputs.vad, realtime=True))
+        runs.append(_percentiles(result.final_latency, result.partial_latency)
+                    | {"cpu_per_audio_second": result.cpu_per_audio_second,
+                       "wer": word_error_rate(reference, result.text)})
+    calibrations.append(calibrate(inputs.vad))
+
+    def median(key: str) -> float:
+        return round(statistics.median(run[key] for run in runs), 4)
+
+    duration = len(inputs.audio) / SAMPLE_RATE
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "calibration": {clock: {kind: round(statistics.median(c[clock][kind] for c in calibrations), 6)
+                                for kind in calibrations[0][clock]} for clock in ("wall", "cpu")},
+        "components": components,
+        "latency": {key: {"measured": median(key), "ideal": round(floor[key], 4),
+                          "runs": [round(run[key], 4) for run in runs]} for key in PERCENTILES},
+        "load": {"cpu_per_audio_second": median("cpu_per_audio_second")},
+        "accuracy": {
+            "streaming_wer": round(word_error_rate(reference, ideal.text), 4),
+            "offline_der": round(diarization_error_rate(sample_dir / "sample.rttm", inputs.turns, duration), 4),
+        },
+        # Information only: real-time WER moves with where decodes land in time (one word = 0.012).
+        "realtime_wer_runs": [round(run["wer"], 4) for run in runs],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.guard", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["check", "baseline"])
+    parser.add_argument("--baseline", type=Path, default=BASELINE)
+    parser.add_argument("--replays", type=int, default=REPLAYS)
+    args = parser.parse_args(argv)
+    if args.command == "check" and not args.baseline.exists():
+        print(f"bench-check: no baseline at {args.baseline}: record one with `make bench-baseline`", file=sys.stderr)
+        return 1
+
+    from tests.data.fetch import fetch
+
+    now = run_measurement(fetch(), args.replays, say=lambda text: print(text, flush=True))
+    LAST.parent.mkdir(exist_ok=True)
+    LAST.write_text(json.dumps(now, indent=2) + "\n")
+    if args.command == "baseline":
+        args.baseline.write_text(json.dumps(now, indent=2) + "\n")
+        print(f"bench-baseline: wrote {args.baseline}; commit it")
+        return 0
+    baseline = json.loads(args.baseline.read_text())
+    try:
+        verdict = compare(baseline, now)
+    except KeyError as exc:  # a baseline from an older guard: its calibration is not comparable
+        print(f"bench-check: {args.baseline} cannot be compared ({exc}): re-record it with `make bench-baseline`",
+              file=sys.stderr)
+        return 1
+    print(format_report(baseline, now, verdict))
+    return 0 if verdict.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
