@@ -113,6 +113,9 @@ class StreamingConfig:
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
+    # A VAD speech end finalises the pending words at once. Off: words become final only by
+    # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
+    vad_flush: bool = True
 
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")

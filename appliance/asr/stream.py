@@ -43,6 +43,7 @@ class AsrStream:
         self._decoded_to = 0  # ring end at the last decode
         self._flush_at: int | None = None  # a speech region ended here: finalise up to it
         self._speaking = False
+        self._settling = False  # vad_flush off: speech ended, decoding on until nothing is pending
         self._partial: list[Word] = []
 
     @property
@@ -63,18 +64,25 @@ class AsrStream:
                 self._start = max(self._start, min(at, self.ring.end))
             else:
                 self._speaking = False
-                self._flush_at = at
-        if not self._speaking and self._flush_at is None and not self._partial:
+                if self.config.vad_flush:
+                    self._flush_at = at
+                else:
+                    self._settling = True
+        if not self._speaking and self._flush_at is None and not self._partial and not self._settling:
             # Nothing pending: keep only a short tail so speech onsets are not clipped.
             self._start = max(self._start, self.ring.end - int(self.config.idle_keep * SAMPLE_RATE))
             self._decoded_to = self.ring.end  # silence is not a decode falling behind
 
     def due(self) -> bool:
-        """Whether `update` has work: a region to finalise, or `step` of new speech."""
+        """Whether `update` has work: a region to finalise, or `step` of new speech.
+
+        Without the VAD flush, the words of a region that ended settle only by agreement,
+        so decoding goes on, a step at a time, until a decode leaves nothing pending.
+        """
         if self._flush_at is not None:
             return True
         new = (self.ring.end - self._decoded_to) / SAMPLE_RATE
-        return self._speaking and new >= self.config.step
+        return (self._speaking or self._settling) and new >= self.config.step
 
     def update(self) -> Decision:
         """Decode the buffer once and apply the commit policy (run in an executor)."""
@@ -86,14 +94,15 @@ class AsrStream:
             self._start = max(self._start, end, int(self.policy.final_end * SAMPLE_RATE))
         else:
             decision = self._update_speaking()
+            self._settling = self._settling and bool(decision.partial)
         self._partial = decision.partial
         return decision
 
     def finish(self) -> Decision:
         """End of stream: finalise whatever speech is still pending."""
-        pending = self._speaking or self._flush_at is not None or bool(self._partial)
+        pending = self._speaking or self._settling or self._flush_at is not None or bool(self._partial)
         self.vad.flush()
-        self._flush_at, self._speaking, self._partial = None, False, []
+        self._flush_at, self._speaking, self._settling, self._partial = None, False, False, []
         return self.policy.flush(self._decode(self.ring.end)) if pending else Decision(closed=True)
 
     def _update_speaking(self) -> Decision:

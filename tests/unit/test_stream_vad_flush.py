@@ -1,0 +1,70 @@
+"""streaming.vad_flush: a VAD speech end finalises pending words at once, or (off) agreement alone does.
+
+The AsrStream under test is real; the recognizer and the VAD are scripted, because what
+is tested is only when the stream decodes and what it finalises.
+"""
+import numpy as np
+
+from appliance.asr.stream import AsrStream
+from appliance.config import SAMPLE_RATE, StreamingConfig
+from appliance.subtitles.types import Word
+from appliance.vad.policy import VadEvent
+
+WORDS = [Word("hello", 0.2, 0.6), Word("world.", 1.2, 1.9)]
+CHUNK = SAMPLE_RATE // 2  # 0.5 s per push
+
+
+class ScriptedRecognizer:
+    """Every word that ends inside the buffer (the buffer starts at audio time 0 here)."""
+
+    def transcribe(self, samples, prompt=None):
+        return [w for w in WORDS if w.end <= len(samples) / SAMPLE_RATE]
+
+
+class ScriptedVad:
+    """Speech starts at 0 s; its end (at 2.0 s) is announced once 2.0 s have been pushed."""
+
+    def __init__(self):
+        self.samples = 0
+        self.script = [(0, VadEvent("start", 0.0)), (2 * SAMPLE_RATE, VadEvent("end", 2.0))]
+
+    def push(self, samples):
+        self.samples += len(samples)
+        events = [event for due, event in self.script if due <= self.samples]
+        self.script = [(due, event) for due, event in self.script if due > self.samples]
+        return events
+
+    def flush(self):
+        return []
+
+
+def run(config: StreamingConfig, seconds: float = 5.0) -> list[tuple[float, list[str], bool]]:
+    """(audio time, newly final words, closed) of every decode, pushing 0.5 s at a time."""
+    stream = AsrStream(ScriptedRecognizer(), ScriptedVad(), config)
+    decodes = []
+    for i in range(int(seconds * 2)):
+        stream.push(np.zeros(CHUNK, dtype=np.float32))
+        if stream.due():
+            decision = stream.update()
+            decodes.append(((i + 1) / 2, [w.text for w in decision.final], decision.closed))
+    return decodes
+
+
+def finalised_at(decodes, text: str) -> float:
+    return next(at for at, final, _ in decodes if text in final)
+
+
+def test_default_flushes_the_pending_words_at_the_speech_end():
+    assert StreamingConfig().vad_flush is True
+    decodes = run(StreamingConfig())
+    assert finalised_at(decodes, "hello") == 1.5  # two hypotheses agreed
+    assert decodes[-1] == (2.0, ["world."], True)  # the speech end closes it; no decode in the silence
+
+
+def test_without_flush_words_settle_by_agreement_through_the_silence():
+    decodes = run(StreamingConfig(vad_flush=False))
+    assert not any(closed for _, _, closed in decodes)
+    assert finalised_at(decodes, "hello") == 1.5
+    assert finalised_at(decodes, "world.") == 2.5  # first seen at 2.0, agreed on by the next decode
+    assert decodes[-1][0] == 2.5  # nothing pending any more: decoding stops
+    assert [w for _, final, _ in decodes for w in final] == ["hello", "world."]
