@@ -101,8 +101,17 @@ class SessionCollector(Collector):
         yield _family(GaugeMetricFamily, "appliance_realtime_factor",
                       "Decode wall time per second of audio, recent average (>1: falling behind).",
                       rows(lambda s: s.pipeline.realtime_factor))
-        yield _family(GaugeMetricFamily, "appliance_backlog_seconds",
-                      "Audio received but not yet decoded.", rows(lambda s: s.pipeline.asr.backlog_seconds))
+        # Two stages, because audio waits in the source's queue while a decode runs (the
+        # pipeline takes it in between decodes): the buffer alone reads ~0 when a room is behind.
+        backlog = GaugeMetricFamily("appliance_backlog_seconds",
+                                    "Audio captured or pushed but not yet decoded, by where it waits: "
+                                    "stage=source (queued before the pipeline), stage=buffer (in the ASR "
+                                    "buffer). Their sum is how far the room's decoding trails its audio.",
+                                    labels=["session", "stage"])
+        for s in sessions:
+            backlog.add_metric([s.session_id, "source"], s.pipeline.queued_seconds)
+            backlog.add_metric([s.session_id, "buffer"], s.pipeline.asr.backlog_seconds)
+        yield backlog
         yield _family(CounterMetricFamily, "appliance_merged_updates",
                       "Decode steps folded into a later one because compute fell behind.",
                       rows(lambda s: s.pipeline.asr.stats.merged_updates))

@@ -84,6 +84,11 @@ class Pipeline:
                 await self._run(self.diarizer.push, np.concatenate(unheard))
             yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.flush))
 
+    @property
+    def queued_seconds(self) -> float:
+        """Audio the source holds that this pipeline has not taken in yet (0 for plain iterables)."""
+        return getattr(self.source, "queued_seconds", 0.0)
+
     async def _run(self, work: Callable, *args):
         """Heavy work in the executor, awaited; `busy_since` lets the watchdog see a stuck call."""
         self.busy_since = self.clock()

@@ -197,18 +197,19 @@ def backlog_bounded(series: Sequence[float], tolerance: float = BACKLOG_TOLERANC
 
 BACKLOG_CRITERION = (
     "backlog(t) per room = audio a real-time source had delivered by t minus the audio the daemon's pipeline "
-    "had taken in (Sessions.List audio_seconds) plus appliance_backlog_seconds (taken in, not yet decoded), "
-    "sampled every 0.5 s while pushing; series = max over rooms; bounded = max(last third of samples) <= "
+    "had taken in (Sessions.List audio_seconds) plus appliance_backlog_seconds{stage=\"buffer\"} (taken in, "
+    "not yet decoded), sampled every 0.5 s while pushing; series = max over rooms; bounded = max(last third of samples) <= "
     f"max(first third) + {BACKLOG_TOLERANCE} s; a row passes when bounded and final p95 <= 2 s over all rooms' words"
 )
 
 
-def per_session(exposition: str, sample_name: str) -> dict[str, float]:
-    """One metric's value per `session` label from a /metrics text exposition."""
+def per_session(exposition: str, sample_name: str, **labels: str) -> dict[str, float]:
+    """One metric's value per `session` label (among samples with `labels`) from a /metrics exposition."""
     values = {}
     for family in text_string_to_metric_families(exposition):
         for sample in family.samples:
-            if sample.name == sample_name and "session" in sample.labels:
+            if (sample.name == sample_name and "session" in sample.labels
+                    and labels.items() <= sample.labels.items()):
                 values[sample.labels["session"]] = sample.value
     return values
 
@@ -335,7 +336,7 @@ class Sample:
 async def sample(probe: DaemonProbe, channel: grpc.aio.Channel, rooms: Sequence[Room]) -> Sample:
     now = time.monotonic()
     exposition, intake = await asyncio.gather(probe.metrics(), probe.intake(channel))
-    gauge = per_session(exposition, "appliance_backlog_seconds")
+    gauge = per_session(exposition, "appliance_backlog_seconds", stage="buffer")
     backlog = {r.session_id: max(0.0, r.push.progress(now) - intake.get(r.session_id, 0.0))
                + gauge.get(r.session_id, 0.0) for r in rooms if r.push.pushing}
     return Sample(now, probe.rss_mb(), probe.cpu_seconds(), backlog,

@@ -169,6 +169,13 @@ class MicrophoneSource:
         self._handoff: _Handoff | None = None
         self._stopping = asyncio.Event()
 
+    @property
+    def queued_seconds(self) -> float:
+        """Captured blocks waiting for the pipeline (at most capture.queue_seconds)."""
+        if self._handoff is None or not self.native_rate:
+            return 0.0
+        return sum(len(block) for block, _ in self._handoff.blocks) / self.native_rate
+
     def stop(self) -> None:
         """Close the device; iteration ends at its next step. Call on the event loop thread."""
         self._stopping.set()

@@ -35,7 +35,16 @@ class FileReplaySource:
         self.frame = int(frame_seconds * SAMPLE_RATE)
         self.clock = clock
         self.started_at: float | None = None
+        self.position = 0  # samples yielded so far
         self._stopped = False
+
+    @property
+    def queued_seconds(self) -> float:
+        """Real time: audio already due that the consumer has not taken (it fell behind)."""
+        if not self.realtime or self.started_at is None:
+            return 0.0
+        due = min((self.clock() - self.started_at) * SAMPLE_RATE, len(self.samples))
+        return max(0.0, due - self.position) / SAMPLE_RATE
 
     async def aclose(self) -> None:
         """End the replay early (shutdown); the iterator finishes at its next frame."""
@@ -44,12 +53,12 @@ class FileReplaySource:
     async def __aiter__(self) -> AsyncIterator[list[AudioFrame]]:
         total, frame = len(self.samples), self.frame
         t0 = self.started_at = self.clock()
-        position = 0
-        while position < total and not self._stopped:
+        self.position = 0
+        while self.position < total and not self._stopped:
+            position = self.position
             if not self.realtime:
-                end = min(position + frame, total)
-                yield [AudioFrame(self.samples[position:end], position, self.clock())]
-                position = end
+                self.position = min(position + frame, total)
+                yield [AudioFrame(self.samples[position : self.position], position, self.clock())]
                 continue
             now = self.clock()
             due = int((now - t0) * SAMPLE_RATE) // frame * frame  # whole frames arrived by now
@@ -60,7 +69,7 @@ class FileReplaySource:
             for start in range(position, min(due, total), frame):
                 end = min(start + frame, total)
                 batch.append(AudioFrame(self.samples[start:end], start, t0 + end / SAMPLE_RATE))
-            position = batch[-1].end
+            self.position = batch[-1].end
             yield batch
 
 
@@ -78,6 +87,11 @@ class PushSource:
         self._changed = asyncio.Condition()
         self._position = 0
         self._closed = False
+
+    @property
+    def queued_seconds(self) -> float:
+        """Audio pushed and waiting for the pipeline."""
+        return sum(len(frame.samples) for frame in self._frames) / SAMPLE_RATE
 
     async def push(self, samples: np.ndarray) -> None:
         """Add 16 kHz mono float32 samples (already normalised)."""

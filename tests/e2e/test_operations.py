@@ -265,6 +265,10 @@ def test_metrics_scrape_and_privacy_of_a_pushed_session(tmp_path, clip, models):
     text = " ".join(finals)
     assert "Jersey" in text, text
     assert during and value(during[-1], "appliance_partial_word_latency_seconds_count") > 0
+    # Backlog by where the audio waits; a real-time push on an idle box stays within a few seconds.
+    backlog = [(lab["stage"], v) for lab, v in during[-1]["appliance_backlog_seconds"] if lab["session"] == "push-1"]
+    assert {stage for stage, _ in backlog} == {"source", "buffer"}
+    assert all(0 <= v < 5 for _, v in backlog), backlog
 
     # Latency histograms of the session, against the harness on the same clip in real time.
     session = {"session": "push-1"}

@@ -107,13 +107,15 @@ def test_backlog_bounded_compares_the_last_third_with_the_first():
 
 
 def test_per_session_reads_one_metric_by_session_label():
-    exposition = """# HELP appliance_backlog_seconds Audio received but not yet decoded.
+    exposition = """# HELP appliance_backlog_seconds Audio not yet decoded.
 # TYPE appliance_backlog_seconds gauge
-appliance_backlog_seconds{session="a"} 0.5
-appliance_backlog_seconds{session="b"} 1.25
+appliance_backlog_seconds{session="a",stage="source"} 2.0
+appliance_backlog_seconds{session="a",stage="buffer"} 0.5
+appliance_backlog_seconds{session="b",stage="buffer"} 1.25
 # HELP appliance_merged_updates_total Decode steps folded.
 # TYPE appliance_merged_updates_total counter
 appliance_merged_updates_total{session="a"} 3.0
 """
-    assert per_session(exposition, "appliance_backlog_seconds") == {"a": 0.5, "b": 1.25}
+    assert per_session(exposition, "appliance_backlog_seconds", stage="buffer") == {"a": 0.5, "b": 1.25}
+    assert per_session(exposition, "appliance_backlog_seconds", stage="source") == {"a": 2.0}
     assert per_session(exposition, "appliance_merged_updates_total") == {"a": 3.0}

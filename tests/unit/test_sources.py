@@ -1,0 +1,55 @@
+"""Audio sources report the audio they hold that the pipeline has not taken yet (the backlog gauge's source stage)."""
+import asyncio
+
+import numpy as np
+
+from appliance.audio.sources import FileReplaySource, PushSource
+from appliance.config import SAMPLE_RATE
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_push_source_counts_pushed_audio_until_the_pipeline_takes_it():
+    async def scenario():
+        source = PushSource()
+        await source.push(np.zeros(SAMPLE_RATE // 10, np.float32))
+        await source.push(np.zeros(SAMPLE_RATE // 4, np.float32))
+        queued = source.queued_seconds
+        frames = source.__aiter__()
+        batch = await anext(frames)
+        return queued, len(batch), source.queued_seconds
+
+    queued, taken, after = asyncio.run(scenario())
+    assert queued == 0.35 and taken == 2 and after == 0.0
+
+
+def test_real_time_replay_counts_audio_that_fell_due_while_the_consumer_was_busy():
+    async def scenario():
+        clock = FakeClock()
+        source = FileReplaySource(np.zeros(10 * SAMPLE_RATE, np.float32), realtime=True, clock=clock)
+        assert source.queued_seconds == 0.0  # not started
+        frames = source.__aiter__()
+        pending = asyncio.ensure_future(anext(frames))
+        await asyncio.sleep(0)  # the replay starts at clock 100 and waits for its first frame
+        clock.now += 1.0
+        first = await pending  # one second fell due: all of it taken
+        taken_then = source.queued_seconds
+        clock.now += 2.5  # the consumer decodes for 2.5 s
+        late = source.queued_seconds
+        clock.now += 100  # long past the end: at most what is left of the recording
+        return first[-1].end, taken_then, late, source.queued_seconds
+
+    end, taken_then, late, capped = asyncio.run(scenario())
+    assert end == SAMPLE_RATE and taken_then == 0.0
+    assert abs(late - 2.5) < 1e-6 and abs(capped - 9.0) < 1e-6
+
+
+def test_fast_replay_never_queues():
+    source = FileReplaySource(np.zeros(SAMPLE_RATE, np.float32), realtime=False)
+    assert source.queued_seconds == 0.0
