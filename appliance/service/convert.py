@@ -1,6 +1,8 @@
 """Domain types ⇄ protobuf: the one place the generated code meets the pipeline."""
 from __future__ import annotations
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
 from appliance.subtitles.types import Word
@@ -25,6 +27,8 @@ def word_to_pb(word: Word) -> pb.Word:
 
 
 def event_to_pb(event: SubtitleEvent) -> pb.SubtitleEvent:
+    created = Timestamp()
+    created.FromNanoseconds(round(event.created * 1e9))
     return pb.SubtitleEvent(
         session_id=event.session_id,
         seq=event.seq,
@@ -40,6 +44,7 @@ def event_to_pb(event: SubtitleEvent) -> pb.SubtitleEvent:
         state=_STATES[event.state] if event.state else pb.SESSION_STATE_UNSPECIFIED,
         message=event.message,
         final_words=event.final_words,
+        created=created,
     )
 
 
