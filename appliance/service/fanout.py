@@ -88,9 +88,12 @@ class Subscriber:
 class Fanout:
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
+        self.closed = False
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
+        if self.closed:  # the session has ended: replay what is retained, then end
+            subscriber.close()
 
     def remove(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -100,5 +103,6 @@ class Fanout:
             subscriber.offer(event)
 
     def close(self) -> None:
+        self.closed = True
         for subscriber in self.subscribers:
             subscriber.close()
