@@ -48,6 +48,29 @@ def event_to_pb(event: SubtitleEvent) -> pb.SubtitleEvent:
     )
 
 
+class EncodedEvents:
+    """Each event's wire bytes, encoded once however many subscribers it goes to.
+
+    Keyed by the event object (the one the event log published, shared by every
+    subscriber's queue); the most recent `size` are kept, which covers one event's
+    whole fan-out even with several sessions publishing.
+    """
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._recent: dict[int, tuple[SubtitleEvent, bytes]] = {}  # id(event) -> (event, bytes)
+
+    def __call__(self, event: SubtitleEvent) -> bytes:
+        hit = self._recent.get(id(event))
+        if hit is not None and hit[0] is event:  # the same object, not a later one at a reused id
+            return hit[1]
+        data = event_to_pb(event).SerializeToString()
+        self._recent[id(event)] = (event, data)
+        if len(self._recent) > self.size:
+            del self._recent[next(iter(self._recent))]  # the oldest (dicts keep insertion order)
+        return data
+
+
 def state_to_pb(state: SessionState) -> int:
     return _STATES[state]
 

@@ -13,7 +13,7 @@ from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.pcm import PcmError, check_format, decode_pcm
 from appliance.audio.sources import PushSource
 from appliance.config import ServerConfig
-from appliance.service.convert import event_to_pb, state_to_pb
+from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.service.eventlog import ResumeError
 from appliance.service.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
 from appliance.session import Session
@@ -67,6 +67,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         self.rooms = rooms
         self.config = config
         self.hooks = hooks or NoHooks()
+        self.encoded = EncodedEvents()  # responses leave as bytes: see add_subtitles_servicer
 
     async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
         session = _session_or_none(self.rooms, request.session_id)
@@ -88,13 +89,14 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
         subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
         session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
+        failed = asyncio.ensure_future(subscriber.failed.wait())  # one waiter for all the writes
         try:
             for event in backlog:
                 if event.kind != "partial" or include_partials:
                     subscriber.last_seq = event.seq
-                    await self._write(context, subscriber, event)
+                    await self._write(context, subscriber, failed, event)
             while (event := await subscriber.next()) is not None:
-                await self._write(context, subscriber, event)
+                await self._write(context, subscriber, failed, event)
         except SlowSubscriber as exc:
             self.hooks.subscriber_ended_slow(session.session_id)
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -102,21 +104,23 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         except SubscriptionEnded as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
+            failed.cancel()
             session.fanout.remove(subscriber)
 
-    async def _write(self, context: grpc.aio.ServicerContext, subscriber: Subscriber, event) -> None:
+    async def _write(self, context: grpc.aio.ServicerContext, subscriber: Subscriber, failed: asyncio.Future,
+                     event) -> None:
         """Send one event; a subscriber that stops reading and falls too far behind is ended.
 
         The write is raced against the subscriber's failure so a client that never reads
         cannot hold the handler. Any other failure (a bad push) lets the write finish first:
         that client is reading, and a call with a write still pending cannot be aborted.
         """
-        write = asyncio.ensure_future(context.write(event_to_pb(event)))
-        failed = asyncio.ensure_future(subscriber.failed.wait())
+        write = asyncio.ensure_future(context.write(self.encoded(event)))
         try:
-            await asyncio.wait({write, failed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            failed.cancel()
+            await asyncio.wait((write, failed), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            write.cancel()  # the call is going away: leave no write behind
+            raise
         if not write.done() and isinstance(subscriber.failure, SlowSubscriber):
             write.cancel()
             raise subscriber.failure
@@ -172,6 +176,20 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     async def _bad(self, context: grpc.aio.ServicerContext, message: str) -> None:
         self.hooks.bad_input_seen("Transcribe", message)
         await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, message)
+
+
+def add_subtitles_servicer(servicer: SubtitlesServicer, server: grpc.aio.Server) -> None:
+    """The generated add_SubtitlesServicer_to_server, but responses go out as the bytes the
+    servicer already encoded: one serialisation per event, not one per subscriber."""
+    handlers = {
+        "Subscribe": grpc.unary_stream_rpc_method_handler(
+            servicer.Subscribe, request_deserializer=pb.SubscribeRequest.FromString, response_serializer=None),
+        "Transcribe": grpc.stream_stream_rpc_method_handler(
+            servicer.Transcribe, request_deserializer=pb.AudioChunk.FromString, response_serializer=None),
+    }
+    name = pb.DESCRIPTOR.services_by_name["Subtitles"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
 
 
 def session_info(session: Session) -> pb.SessionInfo:

@@ -1,6 +1,8 @@
 """The event log's creation times and the fan-out's per-subscriber queues (no gRPC)."""
 import asyncio
 
+from appliance._generated.appliance.v1 import appliance_pb2 as pb
+from appliance.service.convert import EncodedEvents, event_to_pb
 from appliance.service.eventlog import EventLog
 from appliance.service.fanout import Fanout, Subscriber
 from appliance.subtitles.events import EventKind, SubtitleEvent
@@ -45,3 +47,13 @@ def test_partials_published_together_reach_a_subscriber_as_the_latest_one():
 async def _drain(subscriber):
     while (event := await subscriber.next()) is not None:
         yield event
+
+
+def test_an_event_is_encoded_once_for_all_its_subscribers():
+    log, encoded = EventLog("room"), EncodedEvents(size=2)
+    first, second, third = (log.publish(SubtitleEvent(EventKind.FINAL, lines=(text,))) for text in "abc")
+    data = encoded(first)
+    assert encoded(first) is data  # the second subscriber gets the same bytes, not a new encoding
+    assert pb.SubtitleEvent.FromString(data) == event_to_pb(first)
+    encoded(second), encoded(third)  # `first` falls out of the cache: encoded anew, equal
+    assert encoded(first) is not data and encoded(first) == data
