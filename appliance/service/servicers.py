@@ -62,6 +62,32 @@ def _session_or_none(rooms: Rooms, session_id: str) -> Session | None:
     return rooms.get(session_id) if session_id else None
 
 
+class _SlowWriteGuard:
+    """Gets a handler out of a write that a subscriber marked slow will never finish.
+
+    A client that stops reading blocks `context.write` (HTTP/2 flow control). When the
+    fan-out marks its subscriber slow during such a write, the handler's task is cancelled
+    out of it and ends the call with RESOURCE_EXHAUSTED. Other failures (a bad push) wait
+    for the write: that client is reading. One guard per call, not a task raced against
+    every write: at 1,000 subscribers per-write tasks were a large part of the fan-out cost.
+    """
+
+    def __init__(self, subscriber: Subscriber):
+        self.task = asyncio.current_task()
+        self.writing = False
+        self.fired = False
+        subscriber.on_failure = self._failed
+
+    def _failed(self, failure: Exception) -> None:
+        if self.writing and isinstance(failure, SlowSubscriber) and not self.fired:
+            self.fired = True
+            self.task.cancel()
+
+    def absorb(self) -> bool:
+        """After a CancelledError: True if it was the guard's alone (now undone), False if the call's."""
+        return self.fired and self.task.uncancel() == 0
+
+
 class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     def __init__(self, rooms: Rooms, config: ServerConfig, hooks: ServiceHooks | None = None):
         self.rooms = rooms
@@ -89,43 +115,38 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
         subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
         session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
-        failed = asyncio.ensure_future(subscriber.failed.wait())  # one waiter for all the writes
+        guard = _SlowWriteGuard(subscriber)
         try:
             for event in backlog:
                 if event.kind != "partial" or include_partials:
                     subscriber.last_seq = event.seq
-                    await self._write(context, subscriber, failed, event)
+                    await self._write(context, guard, event)
             while (event := await subscriber.next()) is not None:
-                await self._write(context, subscriber, failed, event)
+                await self._write(context, guard, event)
         except SlowSubscriber as exc:
-            self.hooks.subscriber_ended_slow(session.session_id)
-            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}")
+            await self._too_slow(context, session, subscriber, exc)
+        except asyncio.CancelledError:
+            if not guard.absorb():
+                raise  # the call itself was cancelled
+            await self._too_slow(context, session, subscriber, subscriber.failure)
         except SubscriptionEnded as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
-            failed.cancel()
             session.fanout.remove(subscriber)
 
-    async def _write(self, context: grpc.aio.ServicerContext, subscriber: Subscriber, failed: asyncio.Future,
-                     event) -> None:
-        """Send one event; a subscriber that stops reading and falls too far behind is ended.
-
-        The write is raced against the subscriber's failure so a client that never reads
-        cannot hold the handler. Any other failure (a bad push) lets the write finish first:
-        that client is reading, and a call with a write still pending cannot be aborted.
-        """
-        write = asyncio.ensure_future(context.write(self.encoded(event)))
+    async def _write(self, context: grpc.aio.ServicerContext, guard: _SlowWriteGuard, event) -> None:
+        guard.writing = True
         try:
-            await asyncio.wait((write, failed), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            write.cancel()  # the call is going away: leave no write behind
-            raise
-        if not write.done() and isinstance(subscriber.failure, SlowSubscriber):
-            write.cancel()
-            raise subscriber.failure
-        await write
+            await context.write(self.encoded(event))
+        finally:
+            guard.writing = False
         self.hooks.event_sent(event.kind)
+
+    async def _too_slow(self, context: grpc.aio.ServicerContext, session: Session, subscriber: Subscriber,
+                        exc: Exception) -> None:
+        self.hooks.subscriber_ended_slow(session.session_id)
+        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}")
 
     async def Transcribe(self, request_iterator: AsyncIterator[pb.AudioChunk],
                          context: grpc.aio.ServicerContext) -> None:
