@@ -21,16 +21,19 @@ class ResumeError(Exception):
 
 
 class EventLog:
-    def __init__(self, session_id: str, retained: int = 100_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, session_id: str, retained: int = 100_000, clock: Callable[[], float] = time.time):
         self.session_id = session_id
-        self.clock = clock
+        self.clock = clock  # wall clock: clients compare `created` with their own receipt time
         self.last_seq = 0
+        self.last_created = 0.0
         self._kept: deque[SubtitleEvent] = deque(maxlen=retained)
         self._partial: SubtitleEvent | None = None
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         self.last_seq += 1
-        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.clock())
+        # The wall clock may step back (NTP); `created` must not within a session.
+        self.last_created = max(self.last_created, self.clock())
+        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.last_created)
         if event.kind == EventKind.PARTIAL:
             self._partial = event
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 from appliance.subtitles.events import EventKind, SubtitleEvent
 
@@ -28,8 +29,8 @@ class Subscriber:
         self._queue: deque[SubtitleEvent] = deque()
         self._partial: SubtitleEvent | None = None
         self._wake = asyncio.Event()
-        self.failed = asyncio.Event()  # set with `failure`: the handler must end the call
-        self.failure: Exception | None = None
+        self.failure: Exception | None = None  # set: the handler must end the call
+        self.on_failure: Callable[[Exception], None] | None = None  # the handler's hook into `fail`
         self.closed = False
         self.coalesced = 0  # partials dropped because a newer one replaced them
         self.last_seq = 0  # last seq handed to the client
@@ -55,7 +56,8 @@ class Subscriber:
 
     def fail(self, failure: Exception) -> None:
         self.failure = failure
-        self.failed.set()
+        if self.on_failure is not None:
+            self.on_failure(failure)
         self._wake.set()
 
     @property
@@ -88,9 +90,12 @@ class Subscriber:
 class Fanout:
     def __init__(self) -> None:
         self.subscribers: set[Subscriber] = set()
+        self.closed = False
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
+        if self.closed:  # the session has ended: replay what is retained, then end
+            subscriber.close()
 
     def remove(self, subscriber: Subscriber) -> None:
         self.subscribers.discard(subscriber)
@@ -100,5 +105,6 @@ class Fanout:
             subscriber.offer(event)
 
     def close(self) -> None:
+        self.closed = True
         for subscriber in self.subscribers:
             subscriber.close()

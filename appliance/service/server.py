@@ -9,7 +9,13 @@ from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.config import ServerConfig
 from appliance.service.auth import TokenAuthInterceptor, read_tokens
-from appliance.service.servicers import Rooms, ServiceHooks, SessionsServicer, SubtitlesServicer
+from appliance.service.servicers import (
+    Rooms,
+    ServiceHooks,
+    SessionsServicer,
+    SubtitlesServicer,
+    add_subtitles_servicer,
+)
 
 SERVICES = [pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Subtitles", "Sessions")]
 
@@ -52,7 +58,7 @@ def build_server(
         options=server_options(config),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
-    pb_grpc.add_SubtitlesServicer_to_server(SubtitlesServicer(rooms, config, hooks), server)
+    add_subtitles_servicer(SubtitlesServicer(rooms, config, hooks), server)
     pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -37,7 +37,7 @@ class SubtitleEvent:
     # Set by the event log when the event is published:
     session_id: str = ""
     seq: int = 0
-    created: float = 0.0  # time.monotonic() at publication
+    created: float = 0.0  # wall clock (Unix seconds) at publication, for clients measuring delay
 
     @property
     def text(self) -> str:

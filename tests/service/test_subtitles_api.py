@@ -168,6 +168,19 @@ def test_a_subscriber_that_never_reads_is_ended_without_delaying_others(fast_pus
     assert finals(steady) == finals(pushed)  # everyone else got every final
 
 
+def test_every_event_carries_its_creation_time_kept_on_resume(fast_push):
+    """`created`: set, never decreasing within the session, and the same when replayed on resume."""
+    pushed, steady, (first, rest), _ = fast_push
+    now = time.time()
+    created = [e.created.ToNanoseconds() / 1e9 for e in pushed]
+    assert all(now - 600 < t <= now for t in created), created
+    assert created == sorted(created)  # `pushed` is in seq order
+    original = {e.seq: e.created.ToNanoseconds() for e in steady}
+    for e in first + rest:  # the resumed stream's replayed events keep their time
+        if e.seq in original:
+            assert e.created.ToNanoseconds() == original[e.seq], e.seq
+
+
 def test_realtime_push_reaches_a_subscriber_as_fast_as_the_pusher(models, sample, reference, harness_wer):
     """16 kHz mono f32le at real-time pace; a second client on the same session."""
 
@@ -177,7 +190,7 @@ def test_realtime_push_reaches_a_subscriber_as_fast_as_the_pusher(models, sample
             audio = chunks(sample.astype("<f4").tobytes(), 16000, pb.F32LE, 1, session_id="live")
             async def watch(stream, into):
                 async for event in stream:
-                    into.append((time.monotonic(), event))
+                    into.append((time.time(), event))
 
             pushed, watched = [], []
             await asyncio.gather(
@@ -191,6 +204,9 @@ def test_realtime_push_reaches_a_subscriber_as_fast_as_the_pusher(models, sample
     watched_finals = {e.seq: t for t, e in watched if e.kind == FINAL}
     assert pushed_finals and pushed_finals.keys() == watched_finals.keys()
     assert max(abs(watched_finals[s] - pushed_finals[s]) for s in pushed_finals) < 0.25
+    # Receipt minus the daemon's creation time is the delay through server and loopback.
+    delays = [t - e.created.ToNanoseconds() / 1e9 for t, e in watched if e.kind != STATE]
+    assert delays and all(0 <= d < 0.5 for d in delays), max(delays)
     assert word_error_rate(reference, text_of([e for _, e in pushed])) <= harness_wer + 0.03
 
 

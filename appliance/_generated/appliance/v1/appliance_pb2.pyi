@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -67,7 +70,7 @@ class Word(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., probability: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class SubtitleEvent(_message.Message):
-    __slots__ = ("session_id", "seq", "kind", "cue_id", "speaker", "start", "end", "text", "lines", "words", "stability", "state", "message", "final_words")
+    __slots__ = ("session_id", "seq", "kind", "cue_id", "speaker", "start", "end", "text", "lines", "words", "stability", "state", "message", "final_words", "created")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[SubtitleEvent.Kind]
@@ -94,6 +97,7 @@ class SubtitleEvent(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FINAL_WORDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     kind: SubtitleEvent.Kind
@@ -108,7 +112,8 @@ class SubtitleEvent(_message.Message):
     state: SessionState
     message: str
     final_words: int
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[SubtitleEvent.Kind, str]] = ..., cue_id: _Optional[str] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., stability: _Optional[float] = ..., state: _Optional[_Union[SessionState, str]] = ..., message: _Optional[str] = ..., final_words: _Optional[int] = ...) -> None: ...
+    created: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[SubtitleEvent.Kind, str]] = ..., cue_id: _Optional[str] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., stability: _Optional[float] = ..., state: _Optional[_Union[SessionState, str]] = ..., message: _Optional[str] = ..., final_words: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
     __slots__ = ("session_id", "sample_rate", "encoding", "channels", "data")

@@ -1,0 +1,59 @@
+"""The event log's creation times and the fan-out's per-subscriber queues (no gRPC)."""
+import asyncio
+
+from appliance._generated.appliance.v1 import appliance_pb2 as pb
+from appliance.service.convert import EncodedEvents, event_to_pb
+from appliance.service.eventlog import EventLog
+from appliance.service.fanout import Fanout, Subscriber
+from appliance.subtitles.events import EventKind, SubtitleEvent
+
+
+def test_created_is_the_clock_at_publication_and_never_goes_back():
+    times = iter([100.0, 101.5, 99.0, 102.0])  # the wall clock steps back once (NTP)
+    log = EventLog("room", clock=lambda: next(times))
+    created = [log.publish(SubtitleEvent(EventKind.FINAL)).created for _ in range(4)]
+    assert created == [100.0, 101.5, 101.5, 102.0]
+    assert [e.created for e in log.since(0)] == created  # replay keeps the original times
+
+
+def test_a_subscriber_joining_an_ended_session_gets_the_backlog_then_ends():
+    async def scenario():
+        log, fanout = EventLog("room"), Fanout()
+        for kind in (EventKind.PARTIAL, EventKind.PARTIAL, EventKind.FINAL):
+            fanout.publish(log.publish(SubtitleEvent(kind)))
+        fanout.close()
+        late = Subscriber(include_partials=True, max_backlog=8)
+        fanout.add(late)
+        return [e.seq for e in log.since(0)], await asyncio.wait_for(late.next(), 1)
+
+    retained, live = asyncio.run(scenario())
+    assert retained == [2, 3] and live is None  # the latest PARTIAL and the FINAL
+
+
+def test_partials_published_together_reach_a_subscriber_as_the_latest_one():
+    async def scenario():
+        log, fanout = EventLog("room"), Fanout()
+        subscriber = Subscriber(include_partials=True, max_backlog=8)
+        fanout.add(subscriber)
+        for kind in (EventKind.PARTIAL, EventKind.FINAL, EventKind.PARTIAL, EventKind.PARTIAL):
+            fanout.publish(log.publish(SubtitleEvent(kind)))
+        fanout.close()
+        return [e.seq async for e in _drain(subscriber)], subscriber.coalesced
+
+    seqs, coalesced = asyncio.run(scenario())
+    assert seqs == [2, 4] and coalesced == 2  # the FINAL is never dropped
+
+
+async def _drain(subscriber):
+    while (event := await subscriber.next()) is not None:
+        yield event
+
+
+def test_an_event_is_encoded_once_for_all_its_subscribers():
+    log, encoded = EventLog("room"), EncodedEvents(size=2)
+    first, second, third = (log.publish(SubtitleEvent(EventKind.FINAL, lines=(text,))) for text in "abc")
+    data = encoded(first)
+    assert encoded(first) is data  # the second subscriber gets the same bytes, not a new encoding
+    assert pb.SubtitleEvent.FromString(data) == event_to_pb(first)
+    encoded(second), encoded(third)  # `first` falls out of the cache: encoded anew, equal
+    assert encoded(first) is not data and encoded(first) == data
