@@ -1,7 +1,7 @@
 """Fan-out of a session's events to its subscribers, each with its own bounded queue.
 
 Publishing never waits: a subscriber that falls behind has its PARTIALs coalesced
-(only the latest is kept) and, once its backlog of other events passes the bound, is
+(only the latest of each cue is kept, and none once the cue's FINAL is queued) and, once its backlog of other events passes the bound, is
 marked overflowed and ended by its handler (RESOURCE_EXHAUSTED; it can resume by
 seq). The pipeline and the other subscribers never wait for it.
 """
@@ -27,7 +27,7 @@ class Subscriber:
         self.include_partials = include_partials
         self.max_backlog = max_backlog
         self._queue: deque[SubtitleEvent] = deque()
-        self._partial: SubtitleEvent | None = None
+        self._partials: dict[str, SubtitleEvent] = {}  # latest unsent PARTIAL per open cue
         self._wake = asyncio.Event()
         self.failure: Exception | None = None  # set: the handler must end the call
         self.on_failure: Callable[[Exception], None] | None = None  # the handler's hook into `fail`
@@ -36,17 +36,21 @@ class Subscriber:
         self.last_seq = 0  # last seq handed to the client
 
     def offer(self, event: SubtitleEvent) -> None:
+        # Per cue, not per subscriber: one update can show words in two cues (one filled up,
+        # the next begun), and the first cue's words must not wait for its FINAL.
         if event.kind == EventKind.PARTIAL:
             if not self.include_partials:
                 return
-            if self._partial is not None:
+            if self._partials.pop(event.cue_id, None) is not None:
                 self.coalesced += 1
-            self._partial = event
+            self._partials[event.cue_id] = event
         elif len(self._queue) >= self.max_backlog:
             if self.failure is None:
                 self.fail(SlowSubscriber(f"{self.backlog} events behind"))
             return
         else:
+            if event.kind == EventKind.FINAL and self._partials.pop(event.cue_id, None) is not None:
+                self.coalesced += 1  # the FINAL shows all its words
             self._queue.append(event)
         self._wake.set()
 
@@ -70,13 +74,14 @@ class Subscriber:
             if self.failure is not None:
                 raise self.failure
             head = self._queue[0] if self._queue else None
-            partial = self._partial
+            partial = min(self._partials.values(), key=lambda e: e.seq, default=None)
             if partial is not None and partial.seq <= self.last_seq:
-                partial = self._partial = None  # superseded by what was already sent
+                del self._partials[partial.cue_id]  # superseded by what was already sent
+                continue
             if head is not None and (partial is None or head.seq < partial.seq):
                 event = self._queue.popleft()
             elif partial is not None:
-                event, self._partial = partial, None
+                event = self._partials.pop(partial.cue_id)
             elif self.closed:
                 return None
             else:

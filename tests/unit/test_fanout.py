@@ -44,6 +44,29 @@ def test_partials_published_together_reach_a_subscriber_as_the_latest_one():
     assert seqs == [2, 4] and coalesced == 2  # the FINAL is never dropped
 
 
+def test_partials_of_two_cues_in_one_update_both_reach_a_subscriber():
+    """A cue fills up and the next begins in one update: the first cue's words are not held back
+    until its FINAL; a FINAL makes its own cue's pending PARTIAL redundant."""
+    async def scenario():
+        log, fanout = EventLog("room"), Fanout()
+        subscriber = Subscriber(include_partials=True, max_backlog=8)
+        fanout.add(subscriber)
+
+        def update(*events):
+            for kind, cue in events:
+                fanout.publish(log.publish(SubtitleEvent(kind, cue_id=cue)))
+
+        update((EventKind.PARTIAL, "a"), (EventKind.PARTIAL, "b"))
+        first = [await subscriber.next(), await subscriber.next()]
+        update((EventKind.PARTIAL, "a"), (EventKind.PARTIAL, "b"), (EventKind.FINAL, "a"), (EventKind.PARTIAL, "b"))
+        fanout.close()
+        rest = [e async for e in _drain(subscriber)]
+        return [(e.seq, e.cue_id) for e in first + rest], subscriber.coalesced
+
+    events, coalesced = asyncio.run(scenario())
+    assert events == [(1, "a"), (2, "b"), (5, "a"), (6, "b")] and coalesced == 2
+
+
 async def _drain(subscriber):
     while (event := await subscriber.next()) is not None:
         yield event
