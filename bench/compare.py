@@ -90,41 +90,37 @@ def _pairs(baseline: dict, now: dict):
         yield name, None, now[name]
 
 
+def _group(baseline: dict, now: dict, label, value, judge):
+    """Rows of one group of figures: new, missing, or judged (baseline entry, this run's entry)."""
+    for name, base, cur in _pairs(baseline, now):
+        measure = label(name)
+        if base is None:
+            yield _new(measure, value(cur))
+        elif cur is None:
+            yield _missing(measure, value(base))
+        else:
+            yield judge(measure, base, cur)
+
+
 def compare(baseline: dict, now: dict, limits: Limits = Limits()) -> Verdict:
     k_cpu = speed_ratio(baseline["calibration"]["cpu"], now["calibration"]["cpu"])
     k_wall = speed_ratio(baseline["calibration"]["wall"], now["calibration"]["wall"])
-    rows: list[Row] = []
-    for name, base, cur in _pairs(baseline.get("components", {}), now.get("components", {})):
-        measure = f"{name} CPU ms"
-        if base is None:
-            rows.append(_new(measure, cur["cpu_ms"]))
-        elif cur is None:
-            rows.append(_missing(measure, base["cpu_ms"]))
-        else:
-            rows.append(_relative(measure, base["cpu_ms"], cur["cpu_ms"], cur["cpu_ms"] / k_cpu, limits))
-    for name, base, cur in _pairs(baseline.get("latency", {}), now.get("latency", {})):
-        measure = f"{name} s"
-        if base is None:
-            rows.append(_new(measure, cur["measured"]))
-        elif cur is None:
-            rows.append(_missing(measure, base["measured"]))
-        else:
-            compute = max(cur["measured"] - cur["ideal"], 0.0)
-            rows.append(_relative(measure, base["measured"], cur["measured"], cur["ideal"] + compute / k_wall, limits))
-    for name, base, cur in _pairs(baseline.get("load", {}), now.get("load", {})):
-        if base is None:
-            rows.append(_new(name, cur))
-        elif cur is None:
-            rows.append(_missing(name, base))
-        else:
-            rows.append(_relative(name, base, cur, cur / k_cpu, limits))
-    for name, base, cur in _pairs(baseline.get("accuracy", {}), now.get("accuracy", {})):
-        if base is None:
-            rows.append(_new(name, cur))
-        elif cur is None:
-            rows.append(_missing(name, base))
-        else:
-            rows.append(_absolute(name, base, cur, limits))
+
+    def component(measure: str, base: dict, cur: dict) -> Row:
+        return _relative(measure, base["cpu_ms"], cur["cpu_ms"], cur["cpu_ms"] / k_cpu, limits)
+
+    def latency(measure: str, base: dict, cur: dict) -> Row:
+        compute = max(cur["measured"] - cur["ideal"], 0.0)
+        return _relative(measure, base["measured"], cur["measured"], cur["ideal"] + compute / k_wall, limits)
+
+    groups = (
+        ("components", "{} CPU ms".format, lambda v: v["cpu_ms"], component),
+        ("latency", "{} s".format, lambda v: v["measured"], latency),
+        ("load", str, float, lambda measure, base, cur: _relative(measure, base, cur, cur / k_cpu, limits)),
+        ("accuracy", str, float, lambda measure, base, cur: _absolute(measure, base, cur, limits)),
+    )
+    rows = [row for key, label, value, judge in groups
+            for row in _group(baseline.get(key, {}), now.get(key, {}), label, value, judge)]
     return Verdict(k_cpu, k_wall, rows)
 
 

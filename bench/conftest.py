@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from appliance.audio.decode import load_audio
+from appliance.evaluation import read_reference
 from bench.results import RunResults
 
 
@@ -28,3 +31,15 @@ def sample_dir() -> Path:
     from tests.data.fetch import fetch
 
     return fetch()
+
+
+@pytest.fixture(scope="session")
+def audio(sample_dir: Path) -> np.ndarray:
+    """The sample conversation (30 s, two speakers), 16 kHz mono float32."""
+    return load_audio(sample_dir / "sample.wav")
+
+
+@pytest.fixture(scope="session")
+def reference(sample_dir: Path) -> str:
+    """Its reference transcript."""
+    return read_reference(sample_dir / "sample.stm")

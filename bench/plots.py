@@ -17,6 +17,21 @@ def _cdf(ax, values: list[float], label: str, style: str) -> None:
         ax.step(x, np.arange(1, len(x) + 1) / len(x), style, where="post", label=f"{label} ({len(x)} words)")
 
 
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _finish(fig, ax, path: Path, xlabel: str, ylabel: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def latency_cdf(section: dict, path: Path) -> Path:
     """Final and partial word latency CDFs, ours vs the naive baseline (e2e_latency)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
@@ -30,10 +45,7 @@ def latency_cdf(section: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")
     axes[0].set_ylabel("fraction of words")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def capacity(section: dict, path: Path, bound: float = 2.0) -> Path:
@@ -51,14 +63,7 @@ def capacity(section: dict, path: Path, bound: float = 2.0) -> Path:
     if "target" in section:
         ax.axvline(section["target"], color="tab:blue", linestyle=":", label=f"target {section['target']} sessions")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("concurrent sessions")
-    ax.set_ylabel("final-word latency p95 (s)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "concurrent sessions", "final-word latency p95 (s)")
 
 
 def fanout(section: dict, path: Path) -> Path:
@@ -70,11 +75,4 @@ def fanout(section: dict, path: Path) -> Path:
     if "target_p99_ms" in section:
         ax.axhline(section["target_p99_ms"], color="tab:red", linestyle=":", label=f"p99 target {section['target_p99_ms']} ms")
     ax.set_xscale("log")
-    ax.set_xlabel("subscribers")
-    ax.set_ylabel("delivery delay (ms)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, "subscribers", "delivery delay (ms)")

@@ -8,13 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 import pytest
 
 from appliance.asr.recognizer import WhisperRecognizer
-from appliance.audio.decode import load_audio
 from appliance.config import SAMPLE_RATE, AsrConfig, StreamingConfig
-from appliance.evaluation import read_reference, word_error_rate
+from appliance.evaluation import word_error_rate
 from appliance.inference.whisper import load_whisper
 from appliance.replay import replay
 from appliance.vad.silero import SileroVad
@@ -31,16 +29,6 @@ TARGETS = {
 @pytest.fixture(scope="module")
 def model():
     return load_whisper(AsrConfig())
-
-
-@pytest.fixture(scope="module")
-def audio(sample_dir) -> np.ndarray:
-    return load_audio(sample_dir / "sample.wav")
-
-
-@pytest.fixture(scope="module")
-def reference(sample_dir) -> str:
-    return read_reference(sample_dir / "sample.stm")
 
 
 CALLS: dict[str, dict[str, float]] = {}

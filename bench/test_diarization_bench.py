@@ -9,27 +9,17 @@ real models through a thin wrapper.
 import os
 import platform
 import time
-import wave
 from dataclasses import dataclass, field
 
-import numpy as np
 import pytest
 
 from appliance.config import SAMPLE_RATE, DiarizationConfig, InferenceConfig
 from appliance.diarization.models import DiarizationModels, FrameGrid, load_models
 from appliance.diarization.offline import OfflineDiarizer
 from appliance.diarization.streaming import StreamingDiarizer
-from tests.data.fetch import fetch
 
 SEGMENTATION = {"int8": "segmentation-3.0.int8.onnx", "fp32": "segmentation-3.0.onnx"}
 MACHINE = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.processor() or 'cpu'}"
-
-
-@pytest.fixture(scope="module")
-def audio() -> np.ndarray:
-    with wave.open(str(fetch() / "sample.wav")) as wav:
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    return pcm.astype(np.float32) / 32768.0
 
 
 def models_for(precision: str) -> tuple[DiarizationConfig, DiarizationModels]:

@@ -16,9 +16,8 @@ import time
 import pytest
 
 from appliance.asr.recognizer import WhisperRecognizer
-from appliance.audio.decode import load_audio
 from appliance.config import AppConfig, AsrConfig
-from appliance.evaluation import read_reference, word_error_rate
+from appliance.evaluation import word_error_rate
 from appliance.inference.whisper import load_whisper
 from appliance.service.client import Endpoint
 from bench.load import (
@@ -79,16 +78,6 @@ def ours(tmp_path_factory):
     """One daemon with the shipped configuration, reused by every scenario of this module."""
     with daemon(tmp_path_factory.mktemp("daemon-ours")) as probe:
         yield probe
-
-
-@pytest.fixture(scope="module")
-def audio(sample_dir):
-    return load_audio(sample_dir / "sample.wav")
-
-
-@pytest.fixture(scope="module")
-def reference(sample_dir) -> str:
-    return read_reference(sample_dir / "sample.stm")
 
 
 def _one_room(probe: DaemonProbe, samples, session_id: str, reference: str, config: dict) -> dict:

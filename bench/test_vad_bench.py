@@ -6,7 +6,6 @@ process CPU time per frame in extra_info (it lands in --benchmark-json output)
 and prints it, because CPU seconds per audio second is what sets capacity.
 """
 import time
-import wave
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from faster_whisper.vad import SileroVADModel
 from appliance.config import SAMPLE_RATE
 from appliance.inference.manifest import verified_path
 from appliance.vad import FRAME_SAMPLES, SileroVad
-from tests.data.fetch import fetch
 
 CHUNK = SAMPLE_RATE // 50  # 20 ms, a typical capture block
 
@@ -23,13 +21,6 @@ CHUNK = SAMPLE_RATE // 50  # 20 ms, a typical capture block
 @pytest.fixture(scope="module")
 def vad() -> SileroVad:
     return SileroVad.load()
-
-
-@pytest.fixture(scope="module")
-def audio() -> np.ndarray:
-    with wave.open(str(fetch() / "sample.wav")) as wav:
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    return pcm.astype(np.float32) / 32768.0
 
 
 def _record(benchmark, name: str, cpu_s: float, frames: int, audio_s: float) -> None:
