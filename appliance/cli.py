@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, os.environ, args.set)
     configure(args.log_level or config.log.level)  # an explicit --log-level wins over [log] level
     try:
-        check_devices(config)  # a missing microphone fails in a second, before models load or anything binds
+        check_devices(config)  # a bad microphone setting fails in a second, before models load or anything binds
         asyncio.run(serve(config))
     except OSError as exc:
         raise CliError(str(exc)) from None
@@ -302,9 +302,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from appliance.daemon import check_devices
 
         try:
-            check_devices(config)
+            absent = check_devices(config)
         except (ConfigError, OSError) as exc:
-            print(f"microphone: PROBLEM: {exc}")
+            absent = [str(exc)]
+        for problem in absent:
+            print(f"microphone: PROBLEM: {problem}")
             problems += 1
     print("\n# models")
     problems += _print_models()

@@ -195,13 +195,21 @@ def _capture_config(config: AppConfig, session: SessionConfig) -> CaptureConfig:
     return replace(config.capture, device=session.device) if session.device is not None else config.capture
 
 
-def check_devices(config: AppConfig) -> None:
-    """Every configured microphone exists (ConfigError naming it otherwise), before anything binds."""
-    from appliance.audio.capture import resolve_device
+def check_devices(config: AppConfig) -> list[str]:
+    """Before anything binds: a microphone setting that cannot work (ambiguous name, too many
+    channels) is a ConfigError naming it. An absent microphone is not an error: a USB microphone
+    is often plugged in after the box boots, so its room starts down and opens it when it
+    appears. Returns one line per absent microphone."""
+    from appliance.audio.capture import DeviceNotFound, resolve_device
 
+    absent = []
     for session in config.sessions:
         if session.source == "microphone":
-            resolve_device(_capture_config(config, session))
+            try:
+                resolve_device(_capture_config(config, session))
+            except DeviceNotFound as exc:
+                absent.append(f"room {session.id}: {exc}")
+    return absent
 
 
 def source_factory(config: AppConfig) -> Callable[[SessionConfig], object]:
@@ -260,7 +268,8 @@ async def running(
     registry: CollectorRegistry | None = None, notifier: Notifier | None = None,
 ) -> AsyncIterator[Running]:
     """The daemon serving its API (and metrics) with its configured sessions; drained on exit."""
-    check_devices(config)
+    for absent in check_devices(config):
+        log.warning("%s; the room stays down until it appears", absent)
     metrics = Metrics(registry) if registry is not None else None
     daemon = Daemon(config, models, metrics)
     interceptors = []

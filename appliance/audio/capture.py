@@ -76,6 +76,10 @@ def input_devices() -> list[InputDevice]:
     ]
 
 
+class DeviceNotFound(ConfigError):
+    """No input device matches: unlike a bad setting, plugging the device in fixes it."""
+
+
 def resolve_device(config: CaptureConfig) -> InputDevice:
     """The input device `config` names; ConfigError naming it and listing the inputs if absent.
 
@@ -96,7 +100,7 @@ def resolve_device(config: CaptureConfig) -> InputDevice:
         ]
         what = f"input device {wanted!r}"
     if not matches:
-        raise ConfigError(f"capture.device: {what} not found; inputs: {listing}")
+        raise DeviceNotFound(f"capture.device: {what} not found; inputs: {listing}")
     if len(matches) > 1:
         names = ", ".join(f"{d.index}: {d.name!r}" for d in matches)
         raise ConfigError(f"capture.device: {what} is ambiguous ({names}); give a longer name or an index")

@@ -2,9 +2,11 @@
 traceback, nothing bound), and `appliance doctor` reports what a technician checks first."""
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,8 +34,6 @@ BAD = {
     "negative step": ('[server]\nlisten = "127.0.0.1:{port}"\n[streaming]\nstep = -1\n', "streaming.step"),
     "missing cert": ('[server]\nlisten = "127.0.0.1:{port}"\ntls_cert = "/nonexistent/cert.pem"\n'
                      'tls_key = "/nonexistent/key.pem"\n', "server.tls_cert"),
-    "unknown device": ('[server]\nlisten = "127.0.0.1:{port}"\n[capture]\ndevice = "no-such-mic"\n'
-                       '[[sessions]]\nid = "room"\nsource = "microphone"\n', "no-such-mic"),
     "remote without TLS": ('[server]\nlisten = "0.0.0.0:{port}"\n', "server.listen"),
 }
 
@@ -91,3 +91,30 @@ def test_serve_log_level_comes_from_config_unless_given_on_the_command_line(flag
     assert daemon.stop() == 0
     log = daemon.log.read_text()
     assert ("level=info logger=appliance.daemon msg=\"listening on" in log) == logged, log
+
+
+def test_serve_starts_with_its_microphone_absent_and_the_room_waits_for_it(tmp_path):
+    """A USB microphone is often plugged in after the box boots: the daemon serves, the room is
+    UNAVAILABLE saying which device it waits for, and the log says so once at start."""
+    import grpc
+
+    from appliance._generated.appliance.v1 import appliance_pb2 as pb
+    from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
+    from tests.e2e.daemon import DaemonProcess
+
+    config = ('[server]\nlisten = "{address}"\ngrace_seconds = 1.0\n[capture]\ndevice = "no-such-mic"\n'
+              '[[sessions]]\nid = "room"\nsource = "microphone"\n')
+    daemon = DaemonProcess(config, tmp_path).start()
+    try:
+        with grpc.insecure_channel(daemon.address) as channel:
+            sessions = pb_grpc.SessionsStub(channel)
+            deadline = time.monotonic() + 20
+            while (room := sessions.Get(pb.GetSessionRequest(session_id="room"))).state != pb.UNAVAILABLE:
+                assert time.monotonic() < deadline, room
+                time.sleep(0.2)
+        assert "no-such-mic" in room.message, room
+        assert asyncio.run(daemon.health("session/room")) == "NOT_SERVING"
+        assert asyncio.run(daemon.health("")) == "SERVING"
+    finally:
+        assert daemon.stop() == 0
+    assert "no-such-mic" in daemon.log.read_text() and "stays down until it appears" in daemon.log.read_text()
