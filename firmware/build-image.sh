@@ -25,7 +25,7 @@ root_uuid=$(cat /proc/sys/kernel/random/uuid)
 var_uuid=$(cat /proc/sys/kernel/random/uuid)
 
 # --- 1. configure the root (idempotent: the cached rootfs is reconfigured on every build) ---
-make -C "$repo" --no-print-directory --quiet install-files DESTDIR="$root"
+make -C "$repo" --no-print-directory --quiet install-files DESTDIR="$root" > /dev/null
 python3 "$here/image_config.py" "$repo/systemd/appliance.toml" > "$root/etc/appliance/appliance.toml"
 cp -r --preserve=mode "$here/overlay/." "$root/"
 # Users and ownership now: at run time /etc is read-only.
