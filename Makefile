@@ -121,3 +121,30 @@ install-files:
 
 clean:
 	rm -rf $(VENV) tests/data/cache .pytest_cache
+
+# --- the appliance OS image (firmware/README.md): `make firmware`, then `make firmware-test` ---
+# Root only (mmdebstrap --mode=root). Outputs in firmware/build/: appliance.raw and its SBOM.
+FIRMWARE_APT := mmdebstrap qemu-system-x86 ovmf mtools dosfstools e2fsprogs fdisk erofs-utils systemd unzip
+FWBUILD      := firmware/build
+
+.PHONY: firmware firmware-deps firmware-test
+
+firmware-deps:
+	@missing=$$(for p in $(FIRMWARE_APT); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+# The wheel of this tree and the versions the tests run with (the dev venv's) go into the image.
+firmware: firmware-deps $(STAMP)
+	@[ "$$(id -u)" = 0 ] || { echo "make firmware runs as root (mmdebstrap --mode=root, chroot)" >&2; exit 1; }
+	rm -rf $(FWBUILD)/dist
+	$(BIN)/pip wheel --quiet --no-deps -w $(FWBUILD)/dist .
+	$(BIN)/pip freeze --exclude-editable > $(FWBUILD)/constraints.txt
+	firmware/build-rootfs.sh $(FWBUILD)/dist/appliance-*.whl $(FWBUILD)/constraints.txt
+	firmware/build-image.sh
+
+# Two boots of a copy of the image under qemu (KVM when /dev/kvm works), checked from the host.
+firmware-test: firmware
+	$(BIN)/python firmware/boot_test.py
