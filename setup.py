@@ -7,6 +7,6 @@ importlib.resources, exactly as it finds third-party model packages.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["appliance", "appliance.*"]) + ["appliance_models"],
+    packages=find_packages(include=["appliance", "appliance.*"]) + ["appliance_models", "appliance_models.diarization"],
     package_dir={"appliance_models": "models"},
 )
