@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.asr.latency import FirstShown
+from appliance.audio.pcm import encode_s16le
 from appliance.config import SAMPLE_RATE
 from appliance.service.client import Endpoint, chunks, follow
 from appliance.service.convert import word_from_pb
@@ -217,6 +218,12 @@ def per_session(exposition: str, sample_name: str, **labels: str) -> dict[str, f
 # --- I/O: the daemon process, its metrics, its API ---
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 @dataclass(frozen=True)
 class DaemonProbe:
     """What a benchmark reads of a running daemon: its process, /metrics and gRPC address."""
@@ -226,9 +233,7 @@ class DaemonProbe:
     metrics_address: str
 
     def cpu_seconds(self) -> float:
-        """user + system CPU of the daemon process so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+        return process_cpu_seconds(self.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -275,7 +280,7 @@ class Room:
 
     async def run(self, endpoint: Endpoint) -> None:
         """Push the audio at real time while subscribed; returns when the session has ended."""
-        pcm = (np.clip(self.samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        pcm = encode_s16le(self.samples)
         audio = chunks(pcm, SAMPLE_RATE, pb.PCM_S16LE, 1, self.session_id, CHUNK_SECONDS)
         subscribed = asyncio.Event()
 

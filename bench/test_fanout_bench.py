@@ -27,7 +27,6 @@ import os
 import resource
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -36,7 +35,9 @@ import pytest
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.decode import load_audio
+from appliance.audio.pcm import encode_s16le
 from appliance.service.client import chunks
+from bench.load import process_cpu_seconds
 from tests.e2e.daemon import DaemonProcess
 
 SIZES = tuple(int(n) for n in os.environ.get("FANOUT_SIZES", "10,100,1000").split(","))
@@ -133,11 +134,6 @@ async def subscribe(channel: grpc.aio.Channel, session_id: str, stream: Stream) 
         stream.first.set()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -178,10 +174,10 @@ async def one_size(address: str, daemon_pid: int, n: int, audio: list[pb.AudioCh
         errors = {s.error for s in streams if s.error}
         assert not errors, errors
         ready_seq = (await sessions.Get(pb.GetSessionRequest(session_id=session_id))).last_seq
-        cpu_daemon, cpu_client, wall = cpu_seconds(daemon_pid), own_cpu_seconds(), time.monotonic()
+        cpu_daemon, cpu_client, wall = process_cpu_seconds(daemon_pid), own_cpu_seconds(), time.monotonic()
         go.set()
         await asyncio.wait_for(asyncio.gather(*tasks), AUDIO[1] - AUDIO[0] + 60)
-        cpu_daemon, cpu_client = cpu_seconds(daemon_pid) - cpu_daemon, own_cpu_seconds() - cpu_client
+        cpu_daemon, cpu_client = process_cpu_seconds(daemon_pid) - cpu_daemon, own_cpu_seconds() - cpu_client
         wall = time.monotonic() - wall
         await pushed
         for channel in channels:
@@ -212,8 +208,7 @@ def daemon(tmp_path_factory):
 @pytest.fixture(scope="module")
 def audio(sample_dir) -> list[pb.AudioChunk]:
     samples = load_audio(sample_dir / "sample.wav")[int(AUDIO[0] * 16000) : int(AUDIO[1] * 16000)]
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-    return chunks(pcm, 16000, pb.PCM_S16LE, 1, chunk_seconds=CHUNK_SECONDS)
+    return chunks(encode_s16le(samples), 16000, pb.PCM_S16LE, 1, chunk_seconds=CHUNK_SECONDS)
 
 
 def test_fanout(benchmark, results, daemon, audio):

@@ -38,3 +38,8 @@ def decode_pcm(data: bytes, encoding: str, channels: int) -> np.ndarray:
     else:
         samples = samples.astype(np.float32)
     return samples.reshape(-1, channels)
+
+
+def encode_s16le(samples: np.ndarray) -> bytes:
+    """float32 samples in [-1, 1] → PCM_S16LE bytes (what a client pushes), clipped."""
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.decode import load_audio
+from appliance.audio.pcm import encode_s16le
 from appliance.config import AppConfig
 from appliance.daemon import Models
 from appliance.replay import replay
@@ -211,10 +212,6 @@ def models() -> Models:
     return Models.load(AppConfig())
 
 
-def s16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
-
-
 async def _push(address: str, metrics_address: str, clip: np.ndarray) -> tuple[list[str], list[dict], grpc.StatusCode]:
     """Push the clip at real-time pace (scraping every 2 s meanwhile), then one malformed push."""
     endpoint = Endpoint(address)
@@ -226,7 +223,7 @@ async def _push(address: str, metrics_address: str, clip: np.ndarray) -> tuple[l
             scrapes.append(await asyncio.to_thread(scrape, metrics_address))
 
     task = asyncio.create_task(scraper())
-    async for event in transcribe(endpoint, chunks(s16(clip), 16000, pb.PCM_S16LE, 1), realtime=True):
+    async for event in transcribe(endpoint, chunks(encode_s16le(clip), 16000, pb.PCM_S16LE, 1), realtime=True):
         if event.kind == pb.SubtitleEvent.FINAL:
             finals.append(event.text)
     task.cancel()
