@@ -26,7 +26,7 @@ from appliance.inference.manifest import load_manifest
 from appliance.inference.whisper import load_whisper, whisper_model_dir
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
-from appliance.service.eventlog import EventLog
+from appliance.delivery.eventlog import EventLog
 from appliance.service.interceptors import RpcCountingInterceptor
 from appliance.service.server import SERVICES, build_server
 from appliance.session import Pipeline, Session

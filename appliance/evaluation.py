@@ -1,12 +1,11 @@
 """Accuracy measures used by the replay harness, the tests and the benchmarks."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import jiwer
 
-_PUNCTUATION = re.compile(r"[^\w\s']")
+from appliance.subtitles.text import normalize
 
 
 def read_reference(path: Path) -> str:
@@ -16,11 +15,6 @@ def read_reference(path: Path) -> str:
         return text
     lines = (line.split(maxsplit=5) for line in text.splitlines() if line and not line.startswith(";;"))
     return " ".join(fields[5] for fields in lines if len(fields) == 6)
-
-
-def normalize(text: str) -> str:
-    """Lower case, punctuation stripped (apostrophes kept), single spaces."""
-    return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

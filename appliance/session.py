@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from appliance.asr.latency import FirstShown, word_latencies
-from appliance.asr.policy import Decision
+from appliance.subtitles.types import Decision
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import SILENCE_DBFS, AudioFrame, CaptureClock, level_dbfs
 from appliance.config import SAMPLE_RATE
 from appliance.diarization.labels import SpeakerLabeler, relabel
 from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
-from appliance.service.eventlog import EventLog
-from appliance.service.fanout import Fanout
+from appliance.delivery.eventlog import EventLog
+from appliance.delivery.fanout import Fanout
 from appliance.subtitles.assembler import CueAssembler
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.asr.policy import CommitPolicy, Decision
+from appliance.asr.policy import CommitPolicy
+from appliance.subtitles.types import Decision
 from appliance.asr.recognizer import WhisperRecognizer
 from appliance.audio.decode import load_audio
 from appliance.config import (

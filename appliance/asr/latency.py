@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.evaluation import normalize
+from appliance.subtitles.text import normalize
 from appliance.subtitles.types import Word
 
 

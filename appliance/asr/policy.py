@@ -14,20 +14,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from appliance.evaluation import normalize
-from appliance.subtitles.types import Word
+from appliance.subtitles.text import normalize
+from appliance.subtitles.types import Decision, Word
 
 _SENTENCE_END = (".", "?", "!", "…")
-
-
-@dataclass(frozen=True)
-class Decision:
-    final: list[Word] = field(default_factory=list)  # newly final, in time order
-    partial: list[Word] = field(default_factory=list)  # the current tentative tail (replaces the last one)
-    stability: float = 0.0  # estimate that the partial will not change (mean word probability)
-    closed: bool = False  # a speech region (or the stream) ended: nothing is pending any more
 
 
 def _key(word: Word) -> str:

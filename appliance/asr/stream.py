@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from appliance.asr.policy import CommitPolicy, Decision
+from appliance.asr.policy import CommitPolicy
+from appliance.subtitles.types import Decision
 from appliance.asr.recognizer import Recognizer
 from appliance.audio.frames import RingBuffer
 from appliance.config import SAMPLE_RATE, StreamingConfig

@@ -14,8 +14,8 @@ from appliance.audio.pcm import PcmError, check_format, decode_pcm
 from appliance.audio.sources import PushSource
 from appliance.config import ServerConfig
 from appliance.service.convert import EncodedEvents, state_to_pb
-from appliance.service.eventlog import ResumeError
-from appliance.service.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.delivery.eventlog import ResumeError
+from appliance.delivery.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
 from appliance.session import Session
 from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
 

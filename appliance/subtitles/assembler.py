@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from appliance.asr.policy import Decision
+from appliance.subtitles.types import Decision
 from appliance.subtitles.events import EventKind, SubtitleEvent
 from appliance.subtitles.layout import CueBuilder, CueRules, layout_cues
 from appliance.subtitles.types import Cue, Word

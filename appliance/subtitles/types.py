@@ -36,3 +36,13 @@ class Cue:
     @property
     def text(self) -> str:
         return " ".join(self.lines)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the streaming recognizer decided after one decode: the words that became final, the tentative tail."""
+
+    final: list[Word] = field(default_factory=list)  # newly final, in time order
+    partial: list[Word] = field(default_factory=list)  # the current tentative tail (replaces the last one)
+    stability: float = 0.0  # estimate that the partial will not change (mean word probability)
+    closed: bool = False  # a speech region (or the stream) ended: nothing is pending any more

@@ -1,4 +1,4 @@
-from appliance.asr.policy import Decision
+from appliance.subtitles.types import Decision
 from appliance.subtitles.assembler import CueAssembler, dominant_speaker
 from appliance.subtitles.events import EventKind
 from appliance.subtitles.types import Word
