@@ -183,17 +183,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The real daemon on loopback with one room; its captions printed live until the audio ends."""
     import asyncio
     import signal
-    import socket
     import subprocess
     import tempfile
     import time
 
-    from appliance.service.client import Endpoint
+    from appliance.service.client import Endpoint, free_port
 
     microphone = None if args.replay else _working_microphone()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     if microphone:
         room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
         print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
@@ -230,15 +227,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _serving(endpoint) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from appliance.service.client import health_status
 
     async with endpoint.channel() as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.aio.AioRpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return await health_status(channel) == "SERVING"
 
 
 def _print_models() -> int:
