@@ -380,8 +380,14 @@ def _real(cache: Path, out: Path) -> list[Recording]:
     return recordings
 
 
+def build_conversations(out: Path, cache: Path | None = None) -> list[Recording]:
+    """The constructed conversations, written into `out` where missing (the sets use the cache)."""
+    cache = fetch() if cache is None else fetch(cache)
+    voices = _voices(cache)
+    return [_conversation(c, voices, cache, out) for c in CONVERSATIONS]
+
+
 def _recordings(cache: Path | None) -> list[Recording]:
     cache = fetch() if cache is None else fetch(cache)
     out = cache / CONSTRUCTION
-    voices = _voices(cache)
-    return _real(cache, out) + [_conversation(c, voices, cache, out) for c in CONVERSATIONS]
+    return _real(cache, out) + build_conversations(out, cache)
