@@ -18,7 +18,7 @@ from appliance.asr.recognizer import WhisperRecognizer
 from appliance.asr.stream import AsrStream
 from appliance.audio.decode import load_audio
 from appliance.audio.sources import FileReplaySource, PushSource
-from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig
+from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig, session_id_problem
 from appliance.diarization.models import DiarizationModels
 from appliance.diarization.models import load_models as load_diarization
 from appliance.diarization.streaming import StreamingDiarizer
@@ -35,7 +35,7 @@ from appliance.vad.silero import SileroVad
 
 log = logging.getLogger(__name__)
 
-MAX_ENDED_SESSIONS = 32  # ended push sessions kept for Get/Export before the oldest is dropped
+SWEEP_SECONDS = 1.0  # how often stalled subscribers and expired ended sessions are looked for
 
 
 @dataclass
@@ -77,6 +77,8 @@ class Daemon:
     sessions: dict[str, Session] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
     on_session_state: Callable[[Session], None] | None = None
+    on_forget: Callable[[str], None] | None = None  # a session was dropped: its health entry goes too
+    _ended_at: dict[str, float] = field(default_factory=dict)  # monotonic time each push session ended
     _push_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _unstall: threading.Event = field(default_factory=threading.Event)
 
@@ -89,6 +91,8 @@ class Daemon:
         return list(self.sessions.values())
 
     def open_push(self, session_id: str | None) -> tuple[Session, PushSource]:
+        if session_id is not None and (problem := session_id_problem(session_id)):
+            raise ValueError(problem)
         if session_id is None:
             session_id = f"push-{next(self._push_ids)}"
             while session_id in self.sessions:
@@ -155,16 +159,42 @@ class Daemon:
             log.exception("session %s failed", session.session_id)
             session.set_state(SessionState.ENDED, "internal error; see the daemon log")
 
-    def _forget_old_sessions(self) -> None:
+    def ended(self, session: Session) -> None:
+        """A session reached ENDED: its retention starts (pushed ones; configured rooms stay)."""
+        if session.source_kind == "push":
+            self._ended_at.setdefault(session.session_id, time.monotonic())
+            self._forget_old_sessions()
+
+    def _forget_old_sessions(self, now: float | None = None) -> None:
+        """Drop ended pushed sessions past server.max_ended_sessions (the oldest first) or older
+        than server.ended_session_seconds, with their health entries and metric series."""
+        now = time.monotonic() if now is None else now
+        limits = self.config.server
         ended = [s for s in self.sessions.values() if s.state == SessionState.ENDED and s.source_kind == "push"]
-        for session in ended[: max(0, len(ended) - MAX_ENDED_SESSIONS)]:
-            del self.sessions[session.session_id]
-            self.tasks.pop(session.session_id, None)
-            if self.metrics is not None:
-                for histogram in (self.metrics.partial_word_latency, self.metrics.final_word_latency,
-                                  self.metrics.speaker_label_latency):
-                    with contextlib.suppress(KeyError):
-                        histogram.remove(session.session_id)
+        surplus = max(0, len(ended) - limits.max_ended_sessions)
+        for index, session in enumerate(ended):
+            if index < surplus or now - self._ended_at.get(session.session_id, now) > limits.ended_session_seconds:
+                self._forget(session)
+
+    def _forget(self, session: Session) -> None:
+        session_id = session.session_id
+        del self.sessions[session_id]
+        self.tasks.pop(session_id, None)
+        self._ended_at.pop(session_id, None)
+        if self.metrics is not None:
+            for series in (self.metrics.partial_word_latency, self.metrics.final_word_latency,
+                           self.metrics.speaker_label_latency, self.metrics.subscribers_ended_slow):
+                with contextlib.suppress(KeyError):
+                    series.remove(session_id)
+        if self.on_forget is not None:
+            self.on_forget(session_id)
+
+    def sweep(self, now: float) -> None:
+        """The periodic checks: subscribers stalled past their age bound (even when nothing more is
+        published) are ended, ended sessions past their retention forgotten."""
+        for session in list(self.sessions.values()):
+            session.fanout.expire(now)
+        self._forget_old_sessions(now)
 
     def start_configured(self, source_for: Callable[[SessionConfig], object]) -> None:
         for session_config in self.config.sessions:
@@ -200,6 +230,8 @@ def check_devices(config: AppConfig) -> list[str]:
     channels) is a ConfigError naming it. An absent microphone is not an error: a USB microphone
     is often plugged in after the box boots, so its room starts down and opens it when it
     appears. Returns one line per absent microphone."""
+    if not any(session.source == "microphone" for session in config.sessions):
+        return []  # no microphone: PortAudio (and its ALSA/JACK/PulseAudio probing) is never loaded
     from appliance.audio.capture import DeviceNotFound, resolve_device
 
     absent = []
@@ -246,6 +278,12 @@ class Running:
     metrics_port: int | None
 
 
+async def _sweeper(daemon: Daemon) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        daemon.sweep(time.monotonic())
+
+
 async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
     """Ping systemd while no pipeline is stuck in a decode; a stuck one stops the pings.
 
@@ -282,15 +320,26 @@ async def running(
         config.server, daemon, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
 
+    health_updates: set[asyncio.Task] = set()  # referenced until done (the loop keeps only weak ones)
+
+    def update_health(change) -> None:
+        task = asyncio.ensure_future(change)
+        health_updates.add(task)
+        task.add_done_callback(health_updates.discard)
+
     def on_state(session: Session) -> None:
         status = "SERVING" if session.state == SessionState.RUNNING else "NOT_SERVING"
-        asyncio.ensure_future(health.set(f"session/{session.session_id}", _health(status)))
+        update_health(health.set(f"session/{session.session_id}", _health(status)))
+        if session.state == SessionState.ENDED:
+            daemon.ended(session)
 
     daemon.on_session_state = on_state
+    daemon.on_forget = lambda session_id: update_health(health.forget(f"session/{session_id}"))
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
     await server.start()
+    sweeper = asyncio.create_task(_sweeper(daemon), name="sweeper")
     watchdog = None
     if notifier is not None and notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(daemon, notifier), name="watchdog")
@@ -306,6 +355,7 @@ async def running(
         await health.enter_graceful_shutdown()
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
+        sweeper.cancel()
         if watchdog is not None:
             watchdog.cancel()
         if metrics_server is not None:
