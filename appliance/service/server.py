@@ -77,7 +77,7 @@ def build_server(
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     add_subtitles_servicer(SubtitlesServicer(rooms, config, hooks), server)
-    pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms), server)
+    pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms, hooks), server)
     health_servicer = RoomHealth()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:

@@ -256,8 +256,9 @@ _EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subri
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
-    def __init__(self, rooms: Rooms):
+    def __init__(self, rooms: Rooms, hooks: ServiceHooks | None = None):
         self.rooms = rooms
+        self.hooks = hooks or NoHooks()
 
     async def _session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
         session = _session_or_none(self.rooms, session_id)
@@ -274,6 +275,7 @@ class SessionsServicer(pb_grpc.SessionsServicer):
     async def Export(self, request: pb.ExportRequest, context) -> pb.ExportResponse:
         session = await self._session(request.session_id, context)
         if request.format not in _EXPORTS:
+            self.hooks.bad_input_seen("Export", f"unknown format {request.format}")
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
         name, media_type = _EXPORTS[request.format]
         cues = session.log.cues()
