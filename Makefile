@@ -58,8 +58,10 @@ bench: deps data
 	$(BIN)/python -m pytest bench --benchmark-enable --benchmark-only -q
 	$(BIN)/python -m bench.report --write
 
-# The regression guard (about 3 minutes; also the last step of `make test`): this machine now vs
-# bench/baseline.json. `make bench-baseline` re-records the baseline (then commit it).
+# The regression guard (about 3 minutes; also the last step of `make test`): gates on figures of
+# the same run (ours vs the naive baseline, streaming vs offline WER, quality bounds) on any
+# machine, and on bench/baseline.json only on a machine with its CPU fingerprint (README,
+# Benchmarks). `make bench-baseline` re-records the baseline (then commit it).
 bench-check: deps data
 	$(BIN)/python -m bench.guard check
 
