@@ -15,9 +15,9 @@ from appliance.audio.sources import PushSource
 from appliance.config import ServerConfig
 from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.delivery.eventlog import ResumeError
-from appliance.delivery.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.delivery.export import NoSpeakerLabels, export
+from appliance.delivery.fanout import SlowSubscriber, SlowWriteGuard, Subscriber, SubscriptionEnded, subscribe
 from appliance.session import Session
-from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +62,6 @@ def _session_or_none(rooms: Rooms, session_id: str) -> Session | None:
     return rooms.get(session_id) if session_id else None
 
 
-class _SlowWriteGuard:
-    """Gets a handler out of a write that a subscriber marked slow will never finish.
-
-    A client that stops reading blocks `context.write` (HTTP/2 flow control). When the
-    fan-out marks its subscriber slow during such a write, the handler's task is cancelled
-    out of it and ends the call with RESOURCE_EXHAUSTED. Other failures (a bad push) wait
-    for the write: that client is reading. One guard per call, not a task raced against
-    every write: at 1,000 subscribers per-write tasks were a large part of the fan-out cost.
-    """
-
-    def __init__(self, subscriber: Subscriber):
-        self.task = asyncio.current_task()
-        self.writing = False
-        self.fired = False
-        subscriber.on_failure = self._failed
-
-    def _failed(self, failure: Exception) -> None:
-        if self.writing and isinstance(failure, SlowSubscriber) and not self.fired:
-            self.fired = True
-            self.task.cancel()
-
-    def absorb(self) -> bool:
-        """After a CancelledError: True if it was the guard's alone (now undone), False if the call's."""
-        return self.fired and self.task.uncancel() == 0
-
-
 class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     def __init__(self, rooms: Rooms, config: ServerConfig, hooks: ServiceHooks | None = None):
         self.rooms = rooms
@@ -109,18 +83,16 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"session {session.session_id!r} has its maximum of "
                          f"{self.config.max_subscribers_per_session} subscribers")
+        subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
         try:
-            backlog = session.log.since(from_seq)
+            backlog = subscribe(session.log, session.fanout, from_seq, subscriber)
         except ResumeError as exc:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
-        session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
-        guard = _SlowWriteGuard(subscriber)
+        guard = SlowWriteGuard(subscriber)
         try:
             for event in backlog:
-                if event.kind != "partial" or include_partials:
-                    subscriber.last_seq = event.seq
-                    await self._write(context, guard, event)
+                subscriber.last_seq = event.seq
+                await self._write(context, guard, event)
             while (event := await subscriber.next()) is not None:
                 await self._write(context, guard, event)
         except SlowSubscriber as exc:
@@ -134,7 +106,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         finally:
             session.fanout.remove(subscriber)
 
-    async def _write(self, context: grpc.aio.ServicerContext, guard: _SlowWriteGuard, event) -> None:
+    async def _write(self, context: grpc.aio.ServicerContext, guard: SlowWriteGuard, event) -> None:
         guard.writing = True
         try:
             await context.write(self.encoded(event))
@@ -214,20 +186,20 @@ def add_subtitles_servicer(servicer: SubtitlesServicer, server: grpc.aio.Server)
 
 
 def session_info(session: Session) -> pb.SessionInfo:
+    info = session.info()
     return pb.SessionInfo(
-        session_id=session.session_id,
-        state=state_to_pb(session.state),
-        source=session.source_kind,
-        audio_seconds=session.pipeline.audio_seconds,
-        last_seq=session.log.last_seq,
-        subscribers=len(session.fanout.subscribers),
-        final_cues=session.log.final_cues,
-        message=session.message,
+        session_id=info.session_id,
+        state=state_to_pb(info.state),
+        source=info.source,
+        audio_seconds=info.audio_seconds,
+        last_seq=info.last_seq,
+        subscribers=info.subscribers,
+        final_cues=info.final_cues,
+        message=info.message,
     )
 
 
-_EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subrip"),
-            pb.JSON: ("json", "application/json"), pb.RTTM: ("rttm", "text/plain")}
+_EXPORTS = {pb.WEBVTT: "vtt", pb.SRT: "srt", pb.JSON: "json", pb.RTTM: "rttm"}
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
@@ -250,14 +222,9 @@ class SessionsServicer(pb_grpc.SessionsServicer):
         session = await self._session(request.session_id, context)
         if request.format not in _EXPORTS:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
-        name, media_type = _EXPORTS[request.format]
-        cues = session.log.cues()
-        if name == "rttm":
-            turns = turns_from_words([w for cue in cues for w in cue.words])
-            if not turns:
-                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                             f"session {session.session_id!r} has no speaker labels (diarization off or no speech yet)")
-            content = to_rttm(turns, session.session_id)
-        else:
-            content = CUE_WRITERS[name](cues, duration=session.pipeline.audio_seconds, language=session.language)
-        return pb.ExportResponse(content=content, media_type=media_type)
+        try:
+            result = export(session.log, _EXPORTS[request.format], duration=session.pipeline.audio_seconds,
+                            language=session.language)
+        except NoSpeakerLabels as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return pb.ExportResponse(content=result.content, media_type=result.media_type)
