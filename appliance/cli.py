@@ -180,9 +180,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from appliance.service.client import Endpoint
 
     microphone = None if args.replay else _working_microphone()
-    with socket.socket() as probe:
+    with socket.socket() as probe, socket.socket() as http_probe:
         probe.bind(("127.0.0.1", 0))
+        http_probe.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{probe.getsockname()[1]}"
+        http_address = f"127.0.0.1:{http_probe.getsockname()[1]}"
     if microphone:
         room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
         print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
@@ -194,6 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp:
         config = Path(tmp) / "demo.toml"
         config.write_text(f'[server]\nlisten = "{address}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n\n'
+                          f'[http]\nlisten = "{http_address}"\n\n'
                           f'[[sessions]]\nid = "room"\n{room}\n')
         log = (Path(tmp) / "daemon.log").open("w+")
         daemon = subprocess.Popen([sys.executable, "-m", "appliance", "--log-level", "INFO", "serve",
@@ -206,7 +209,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     log.seek(0)
                     raise CliError(f"the daemon did not start:\n{log.read()}")
                 time.sleep(0.2)
-            print(f"demo: daemon serving on {address}; subscribing to room", file=sys.stderr)
+            print(f"demo: daemon serving on {address}; room screen at http://{http_address}/captions/room; "
+                  "subscribing to room", file=sys.stderr)
             _print_captions(endpoint, "room", partials=True, fmt="text")
         except KeyboardInterrupt:
             pass

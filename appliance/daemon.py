@@ -22,6 +22,7 @@ from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionCon
 from appliance.diarization.models import DiarizationModels
 from appliance.diarization.models import load_models as load_diarization
 from appliance.diarization.streaming import StreamingDiarizer
+from appliance.http.app import HttpFace
 from appliance.inference.manifest import load_manifest
 from appliance.inference.whisper import load_whisper, whisper_model_dir
 from appliance.metrics import Metrics, SessionCollector
@@ -244,6 +245,7 @@ class Running:
     daemon: Daemon
     port: int
     metrics_port: int | None
+    http_port: int | None = None
 
 
 async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
@@ -287,10 +289,12 @@ async def running(
         asyncio.ensure_future(health.set(f"session/{session.session_id}", _health(status)))
 
     daemon.on_session_state = on_state
+    http = HttpFace(config.http, config.server, daemon, hooks=metrics) if config.http.enabled else None
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
     await server.start()
+    http_port = await http.start() if http is not None else None
     watchdog = None
     if notifier is not None and notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(daemon, notifier), name="watchdog")
@@ -298,14 +302,19 @@ async def running(
         daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
             await health.set(name, _health("SERVING"))
-        log.info("listening on %s (port %d), metrics on %s, sessions: %s", config.server.listen, port,
-                 f"port {metrics_port}" if metrics_port else "off", ", ".join(daemon.sessions) or "none")
-        yield Running(daemon, port, metrics_port)
+        log.info("listening on %s (port %d), http on %s, metrics on %s, sessions: %s", config.server.listen, port,
+                 f"port {http_port}" if http_port else "off", f"port {metrics_port}" if metrics_port else "off",
+                 ", ".join(daemon.sessions) or "none")
+        yield Running(daemon, port, metrics_port, http_port)
     finally:
         log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
         await health.enter_graceful_shutdown()
+        if http is not None:
+            http.stopping = True  # /healthz says so while the rooms drain
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
+        if http is not None:
+            await http.stop()  # after the drain: SSE readers got the rooms' last cues
         if watchdog is not None:
             watchdog.cancel()
         if metrics_server is not None:

@@ -35,6 +35,9 @@ BAD = {
     "missing cert": ('[server]\nlisten = "127.0.0.1:{port}"\ntls_cert = "/nonexistent/cert.pem"\n'
                      'tls_key = "/nonexistent/key.pem"\n', "server.tls_cert"),
     "remote without TLS": ('[server]\nlisten = "0.0.0.0:{port}"\n', "server.listen"),
+    "http remote without TLS": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "0.0.0.0:{port}"\n',
+                                "http.listen"),
+    "http bad listen": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "8080"\n', "http.listen"),
 }
 
 
