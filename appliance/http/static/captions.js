@@ -22,8 +22,10 @@
 
   // Speaker colours: at least 7:1 against the background; never blue on black.
   const PALETTES = {
-    dark: { bg: "#000000", colours: ["#ffffff", "#ffff00", "#00ffff", "#00ff00", "#ffaaff", "#ffbb66"] },
-    light: { bg: "#ffffff", colours: ["#000000", "#6b0000", "#00006b", "#003800", "#4a004a", "#4d2600"] },
+    dark: { bg: "#000000", text: "#ffffff",
+            colours: ["#ffff00", "#00ffff", "#00ff00", "#ffffff", "#ffaaff", "#ffbb66"] },
+    light: { bg: "#ffffff", text: "#000000",
+             colours: ["#00006b", "#6b0000", "#003800", "#000000", "#4a004a", "#4d2600"] },
   };
   const palette = PALETTES[options.light ? "light" : "dark"];
   const rgb = (hex) => [1, 3, 5].map((i) => Number.parseInt(hex.slice(i, i + 2), 16));
@@ -45,14 +47,16 @@
     }
     return css(colour);
   };
-  const speakers = new Map(); // label -> {full, dim}, in order of first appearance
+  // Speakers take colours in order of first appearance; words not yet attributed are plain.
+  const plain = { full: css(rgb(palette.text)), dim: dimmed(palette.text) };
+  const speakers = new Map(); // label -> {full, dim}
   const colourOf = (speaker) => {
-    const key = speaker || "";
-    if (!speakers.has(key)) {
-      const hex = palette.colours[key ? speakers.size % palette.colours.length : 0];
-      speakers.set(key, { full: css(rgb(hex)), dim: dimmed(hex) });
+    if (!speaker) return plain;
+    if (!speakers.has(speaker)) {
+      const hex = palette.colours[speakers.size % palette.colours.length];
+      speakers.set(speaker, { full: css(rgb(hex)), dim: dimmed(hex) });
     }
-    return speakers.get(key);
+    return speakers.get(speaker);
   };
 
   document.body.classList.toggle("light", options.light);
