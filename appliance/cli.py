@@ -381,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(replay)
     replay.set_defaults(run=cmd_replay)
 
-    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC")
+    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC and HTTP")
     _config_options(serve)
     serve.set_defaults(run=cmd_serve)
 

@@ -301,27 +301,19 @@ class HttpFace:
             backlog = subscribe(session.log, session.fanout, from_seq, subscriber)
         except ResumeError as exc:
             raise _error(web.HTTPConflict, f"{exc}; reconnect without Last-Event-ID/from_seq") from None
+        hello = {"session_id": session.session_id, "epoch": session.log.epoch, "state": str(session.state),
+                 "message": session.message, "last_seq": session.log.last_seq, "reset": reset}
+        response = web.StreamResponse(headers={
+            "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         try:
-            response = web.StreamResponse(headers={
-                "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
-                "X-Accel-Buffering": "no"})
-            await response.prepare(request)
-            if request.transport is not None:
-                request.transport.set_write_buffer_limits(high=SSE_UNSENT_LIMIT)
-                sock = request.transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SSE_SOCKET_BUFFER)
-            await response.write(sse.message(
-                {"session_id": session.session_id, "epoch": session.log.epoch, "state": str(session.state),
-                 "message": session.message, "last_seq": session.log.last_seq, "reset": reset},
-                event="hello", retry_ms=1000))
-            await self._stream(request, response, session, subscriber, backlog)
+            await self._stream(request, response, session, subscriber, sse.message(hello, event="hello", retry_ms=1000),
+                               backlog)
             return response
         finally:
             session.fanout.remove(subscriber)
 
     async def _stream(self, request: web.Request, response: web.StreamResponse, session: Session,
-                      subscriber: Subscriber, backlog: list) -> None:
+                      subscriber: Subscriber, hello: bytes, backlog: list) -> None:
         guard = SlowWriteGuard(subscriber)
 
         async def write(data: bytes) -> None:
@@ -333,6 +325,13 @@ class HttpFace:
                 guard.writing = False
 
         try:
+            await response.prepare(request)
+            if request.transport is not None:
+                request.transport.set_write_buffer_limits(high=SSE_UNSENT_LIMIT)
+                sock = request.transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SSE_SOCKET_BUFFER)
+            await write(hello)
             for event in backlog:
                 subscriber.last_seq = event.seq
                 await write(self.encoded(event))
@@ -353,10 +352,10 @@ class HttpFace:
             self._too_slow(request, session, subscriber)
         except asyncio.CancelledError:
             if not guard.absorb():
-                raise  # the client went away, or the server is stopping
+                raise  # the server is stopping
             self._too_slow(request, session, subscriber)
-        except SubscriptionEnded:
-            return
+        except (SubscriptionEnded, ConnectionResetError):
+            return  # ended from outside, or the reader went away (noticed at the next write)
 
     def _too_slow(self, request: web.Request, session: Session, subscriber: Subscriber) -> None:
         """Drop the connection with what it has not read: the client resumes with Last-Event-ID."""
