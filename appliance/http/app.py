@@ -188,12 +188,13 @@ class HttpFace:
             self.hooks.http_request(route, method, status)
 
     def _presented(self, request: web.Request) -> str | None:
-        """The token from the Authorization header, else the cookie, else `?token=`."""
+        """The token from the Authorization header, else `?token=` (a new one replaces a stale
+        cookie when a screen is re-opened with it), else the cookie."""
         header = request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
             return token if scheme.lower() == "bearer" and token else ""
-        return request.cookies.get(TOKEN_COOKIE) or request.query.get("token")
+        return request.query.get("token") or request.cookies.get(TOKEN_COOKIE)
 
     @web.middleware
     async def _authorise(self, request: web.Request, handler) -> web.StreamResponse:

@@ -152,6 +152,8 @@ def meeting(models, sample, pki_tokens):
                     "basic scheme": await status("/sessions", headers={"Authorization": f"Basic {TOKEN}"}),
                     "query token": await status("/sessions", params={"token": "another-token"}),
                     "cookie token": await status("/sessions", cookies={"appliance_token": TOKEN}),
+                    "query over stale cookie": await status("/sessions", params={"token": TOKEN},
+                                                            cookies={"appliance_token": "stale"}),
                     "no token events": await status("/events/meeting"),
                     "no token page": await status("/captions/meeting"),
                     "unknown session": await status("/events/elsewhere", headers=AUTH),
@@ -248,7 +250,7 @@ def test_tokens_are_required_and_refusals_counted(meeting):
         assert status == 401, (case, body)
         assert TOKEN not in body
     assert "missing token" in checks["no token"][1] and "invalid token" in checks["wrong token"][1]
-    for case in ("query token", "cookie token", "page", "static js"):
+    for case in ("query token", "cookie token", "query over stale cookie", "page", "static js"):
         assert checks[case][0] == 200, (case, checks[case])
     # A page opened with ?token= moves it into an HttpOnly cookie and out of the address bar.
     status, location, cookie = redirect
