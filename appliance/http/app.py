@@ -222,7 +222,7 @@ class HttpFace:
         return session
 
     @staticmethod
-    def _int(request: web.Request, name: str, value: str | None, default: int) -> int:
+    def _int(name: str, value: str | None, default: int) -> int:
         if value is None or value == "":
             return default
         if not value.isdigit() or len(value) > 18:
@@ -288,8 +288,8 @@ class HttpFace:
         session = self._session(request)
         include_partials = self._flag(request, "partials", True)
         header = request.headers.get("Last-Event-ID")
-        from_seq = self._int(request, "Last-Event-ID", header, 0) if header else \
-            self._int(request, "from_seq", request.query.get("from_seq"), 0)
+        from_seq = self._int("Last-Event-ID", header, 0) if header else \
+            self._int("from_seq", request.query.get("from_seq"), 0)
         epoch = request.query.get("epoch")
         reset = bool(epoch) and epoch != session.log.epoch and from_seq > 0
         if reset:
@@ -298,12 +298,17 @@ class HttpFace:
             raise _error(web.HTTPServiceUnavailable, f"session {session.session_id!r} has its maximum of "
                          f"{self.server.max_subscribers_per_session} subscribers", **{"Retry-After": "5"})
         subscriber = Subscriber(include_partials, self.server.subscriber_backlog)
+        missed = False
         try:
             backlog = subscribe(session.log, session.fanout, from_seq, subscriber)
         except ResumeError as exc:
-            raise _error(web.HTTPConflict, f"{exc}; reconnect without Last-Event-ID/from_seq") from None
+            if epoch != session.log.epoch:
+                raise _error(web.HTTPConflict, f"{exc}; reconnect without Last-Event-ID/from_seq") from None
+            # A client that names this log (the room screen) skips what it has by seq: all that is
+            # retained, and `missed` says events between went unretained.
+            backlog, missed = subscribe(session.log, session.fanout, 0, subscriber), True
         hello = {"session_id": session.session_id, "epoch": session.log.epoch, "state": str(session.state),
-                 "message": session.message, "last_seq": session.log.last_seq, "reset": reset}
+                 "message": session.message, "last_seq": session.log.last_seq, "reset": reset, "missed": missed}
         response = web.StreamResponse(headers={
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         try:

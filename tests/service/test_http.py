@@ -174,10 +174,16 @@ def meeting(models, sample, pki_tokens):
                     listing = await r.json()
                 async with http.get(f"{base}/events/meeting", params={"partials": "0"}, headers=AUTH) as r:
                     ended_replay = await read_sse(r)  # the ended session: its retained events, then the end
+                epoch = ended_replay[0]["data"]["epoch"]
+                resumed = {}
+                for name, params in (("same log", {"from_seq": "5", "epoch": epoch}),
+                                     ("another log", {"from_seq": "5", "epoch": "0123456789ab"})):
+                    async with http.get(f"{base}/events/meeting", params=params, headers=AUTH) as r:
+                        resumed[name] = await read_sse(r)
                 async with http.get(f"http://{daemon.metrics_address}/metrics") as r:
                     metrics = await r.text()
             return (*results, slow, grpc_exports, grpc_info, http_exports, checks, redirect, listing,
-                    ended_replay, metrics)
+                    ended_replay, resumed, metrics)
 
     return asyncio.run(scenario())
 
@@ -223,7 +229,7 @@ def test_a_reader_that_never_reads_is_dropped_and_others_get_everything(meeting)
 
 
 def test_exports_equal_grpc_export(meeting):
-    *_, grpc_exports, grpc_info, http_exports, checks, redirect, listing, ended, metrics = meeting
+    *_, grpc_exports, grpc_info, http_exports, checks, redirect, listing, ended, _, metrics = meeting
     for grpc_format, fmt in ((pb.WEBVTT, "vtt"), (pb.SRT, "srt"), (pb.JSON, "json"), (pb.RTTM, "rttm")):
         status, content_type, text = http_exports[fmt]
         assert status == 200, text
@@ -237,13 +243,25 @@ def test_exports_equal_grpc_export(meeting):
 
 
 def test_an_ended_session_replays_its_retained_events_then_ends(meeting):
-    pushed, *_, ended, metrics = meeting
+    pushed, *_, ended, resumed, metrics = meeting
     grpc_finals = [(e.seq, e.cue_id, e.text) for e in pushed if e.kind == pb.SubtitleEvent.FINAL]
     assert finals(subtitle(ended)) == grpc_finals
 
 
+def test_a_seq_of_another_log_starts_this_one_over(meeting):
+    """The epoch names the log: a room screen that saw seq 5 of a log before a restart gets all of
+    the new one (hello says reset); of the same log, only what follows seq 5."""
+    pushed, *_, resumed, metrics = meeting
+    same, other = resumed["same log"], resumed["another log"]
+    all_finals = [(e.seq, e.cue_id, e.text) for e in pushed if e.kind == pb.SubtitleEvent.FINAL]
+    assert same[0]["data"]["reset"] is False and subtitle(same)[0]["seq"] > 5
+    assert finals(subtitle(same)) == [f for f in all_finals if f[0] > 5]
+    assert other[0]["data"]["reset"] is True and subtitle(other)[0]["seq"] == 1
+    assert finals(subtitle(other)) == all_finals
+
+
 def test_tokens_are_required_and_refusals_counted(meeting):
-    *_, checks, redirect, listing, ended, metrics = meeting
+    *_, checks, redirect, listing, ended, _, metrics = meeting
     assert checks["healthz open"] == (200, '{"status": "serving"}')
     for case in ("no token", "wrong token", "basic scheme", "no token events", "no token page"):
         status, body = checks[case]
@@ -265,7 +283,7 @@ def test_tokens_are_required_and_refusals_counted(meeting):
 
 
 def test_unknown_sessions_are_404_without_a_listing_and_bad_requests_400(meeting):
-    *_, checks, redirect, listing, ended, metrics = meeting
+    *_, checks, redirect, listing, ended, _, metrics = meeting
     for case in ("unknown session", "unknown export"):
         status, body = checks[case]
         assert status == 404 and "no session 'elsewhere'" in body and "meeting" not in body, (case, body)
@@ -277,7 +295,7 @@ def test_unknown_sessions_are_404_without_a_listing_and_bad_requests_400(meeting
 
 def test_the_page_is_self_contained(meeting):
     """No external fonts, scripts or styles: the box is air-gapped. The CSP forbids them too."""
-    *_, checks, redirect, listing, ended, metrics = meeting
+    *_, checks, redirect, listing, ended, _, metrics = meeting
     status, page = checks["page"]
     assert status == 200 and 'data-session="meeting"' in page
     for path in STATIC.iterdir():
