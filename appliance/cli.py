@@ -191,6 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     microphone = None if args.replay else _working_microphone()
     address = f"127.0.0.1:{free_port()}"
+    http_address = f"127.0.0.1:{free_port()}"
     if microphone:
         room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
         print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
@@ -202,6 +203,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp:
         config = Path(tmp) / "demo.toml"
         config.write_text(f'[server]\nlisten = "{address}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n\n'
+                          f'[http]\nlisten = "{http_address}"\n\n'
                           f'[[sessions]]\nid = "room"\n{room}\n')
         log = (Path(tmp) / "daemon.log").open("w+")
         daemon = subprocess.Popen([sys.executable, "-m", "appliance", "--log-level", "INFO", "serve",
@@ -214,7 +216,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     log.seek(0)
                     raise CliError(f"the daemon did not start:\n{log.read()}")
                 time.sleep(0.2)
-            print(f"demo: daemon serving on {address}; subscribing to room", file=sys.stderr)
+            print(f"demo: daemon serving on {address}; room screen at http://{http_address}/captions/room; "
+                  "subscribing to room", file=sys.stderr)
             _print_captions(endpoint, "room", partials=True, fmt="text")
         except KeyboardInterrupt:
             pass
@@ -394,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(replay)
     replay.set_defaults(run=cmd_replay)
 
-    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC")
+    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC and HTTP")
     _config_options(serve)
     serve.set_defaults(run=cmd_serve)
 

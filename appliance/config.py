@@ -242,6 +242,29 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP face: the room-screen page, Server-Sent Events, exports.
+
+    TLS (certificate, key, client CA) and bearer tokens are the gRPC server's ([server]):
+    one set of secrets for the box. Limits on subscribers and their backlog are the
+    server's too: an SSE reader is a subscriber like any other.
+    """
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
+    heartbeat_seconds: float = 2.0  # an SSE stream with no event sends a heartbeat this often
+    max_body_bytes: int = 1 << 20  # request bodies (none of today's routes takes one)
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "http.listen",
+                 f"expected HOST:PORT, got {self.listen!r}")
+        _require(0.1 <= self.heartbeat_seconds <= 60, "http.heartbeat_seconds", "must be between 0.1 and 60 s")
+        _require(self.max_body_bytes >= 1, "http.max_body_bytes", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logs go to stderr (the journal under systemd), one key=value line per record."""
 
@@ -408,6 +431,7 @@ class AppConfig:
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     sessions: tuple[SessionConfig, ...] = ()
@@ -415,13 +439,18 @@ class AppConfig:
     def __post_init__(self) -> None:
         ids = [s.id for s in self.sessions]
         _require(len(ids) == len(set(ids)), "sessions", f"duplicate session ids in {ids}")
+        # The HTTP face carries the same tokens as gRPC: plaintext only where nobody can listen in.
+        _require(not self.http.enabled or self.server.tls or _host(self.http.listen) in LOOPBACK
+                 or self.http.allow_insecure_remote,
+                 "http.listen", f"{self.http.listen} is not loopback: configure server.tls_cert/tls_key "
+                 "(the HTTP face uses the same certificate) or set http.allow_insecure_remote = true")
 
 
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
              "capture": CaptureConfig, "diarization": DiarizationConfig, "server": ServerConfig,
-             "metrics": MetricsConfig, "log": LogConfig, "debug": DebugConfig}
+             "metrics": MetricsConfig, "http": HttpConfig, "log": LogConfig, "debug": DebugConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 

@@ -21,6 +21,7 @@ from appliance.audio.pcm import PcmFormat
 from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.build import Models, StateListener, build_session
 from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig, SourceKind, session_id_problem
+from appliance.http.app import HttpFace
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
 from appliance.service.interceptors import RpcCountingInterceptor
@@ -232,6 +233,7 @@ class Running:
     daemon: Daemon
     port: int
     metrics_port: int | None
+    http_port: int | None = None
 
 
 async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
@@ -276,11 +278,13 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
+    http = HttpFace(config.http, config.server, daemon, hooks=metrics) if config.http.enabled else None
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
     await server.start()
     sweeper = asyncio.create_task(_sweeper(daemon), name="sweeper")
+    http_port = await http.start() if http is not None else None
     watchdog = None
     if notifier is not None and notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(daemon, notifier), name="watchdog")
@@ -288,15 +292,20 @@ async def running(
         daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
             await health_servicer.set(name, _health("SERVING"))
-        log.info("listening on %s (port %d), metrics on %s, sessions: %s", config.server.listen, port,
-                 f"port {metrics_port}" if metrics_port else "off", ", ".join(daemon.sessions) or "none")
-        yield Running(daemon, port, metrics_port)
+        log.info("listening on %s (port %d), http on %s, metrics on %s, sessions: %s", config.server.listen, port,
+                 f"port {http_port}" if http_port else "off", f"port {metrics_port}" if metrics_port else "off",
+                 ", ".join(daemon.sessions) or "none")
+        yield Running(daemon, port, metrics_port, http_port)
     finally:
         log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
         await health_servicer.enter_graceful_shutdown()
+        if http is not None:
+            http.stopping = True  # /healthz says so while the rooms drain
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
         sweeper.cancel()
+        if http is not None:
+            await http.stop()  # after the drain: SSE readers got the rooms' last cues
         if watchdog is not None:
             watchdog.cancel()
         if metrics_server is not None:

@@ -96,6 +96,20 @@ class Pipeline:
             self.busy_since = None
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """What every face reports of a session (the gRPC SessionInfo, the HTTP /sessions)."""
+
+    session_id: str
+    state: SessionState
+    source: str
+    audio_seconds: float
+    last_seq: int
+    subscribers: int
+    final_cues: int
+    message: str
+
+
 class SessionHooks(Protocol):
     """What a session reports as it runs (the daemon's health and metrics implement it)."""
 
@@ -136,6 +150,10 @@ class Session:
         if self.log_transcripts and event.kind == EventKind.FINAL:
             _log.info("session %s final cue %s: %s", self.session_id, event.cue_id, event.text)
         return event
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(self.session_id, self.state, self.source_kind, self.pipeline.audio_seconds,
+                           self.log.last_seq, len(self.fanout.subscribers), self.log.final_cues, self.message)
 
     def set_state(self, state: SessionState, message: str = "") -> None:
         if (state, message) != (self.state, self.message):

@@ -7,6 +7,7 @@ replaces the one before.
 """
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,6 +25,9 @@ class EventLog:
     def __init__(self, session_id: str, retained: int = 100_000, clock: Callable[[], float] = time.time):
         self.session_id = session_id
         self.clock = clock  # wall clock: clients compare `created` with their own receipt time
+        # Names this log among the logs a session id has had (a daemon restart begins a new one
+        # at seq 1): a client resuming by seq checks it, so it never resumes into another log.
+        self.epoch = secrets.token_hex(6)
         self.last_seq = 0
         self.last_created = 0.0
         self._kept: deque[SubtitleEvent] = deque(maxlen=retained)
