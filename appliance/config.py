@@ -132,6 +132,7 @@ class StreamingConfig:
     # commit_probability, is final without a second hypothesis. 0: agreement only.
     commit_guard: float = 0.0
     commit_probability: float = 0.9
+    commit_deadline: float = 0.0  # with the guard on: a word ending this long before the buffer end is final
     # Beam of the tentative decodes (their words may still change); flushes and forced commits use
     # asr.beam_size. 0: asr.beam_size everywhere.
     tentative_beam: int = 0
@@ -151,6 +152,8 @@ class StreamingConfig:
         _require(self.agreement >= 1, "streaming.agreement", "must be >= 1")
         _require(0 <= self.commit_guard <= 5, "streaming.commit_guard", "must be between 0 and 5 seconds")
         _require(0 <= self.commit_probability <= 1, "streaming.commit_probability", "must be in [0, 1]")
+        _require(self.commit_deadline == 0 or self.commit_deadline >= self.commit_guard, "streaming.commit_deadline",
+                 "must be 0 (off) or >= commit_guard")
         _require(self.tentative_beam >= 0, "streaming.tentative_beam", "must be >= 0 (0: asr.beam_size)")
         _require(0 <= self.first_decode <= 5, "streaming.first_decode", "must be between 0 and 5 seconds")
         _require(0 < self.trim_after <= self.max_buffer, "streaming.trim_after", "must be in (0, max_buffer]")

@@ -18,6 +18,7 @@ from appliance.asr.policy import same_word
 from appliance.asr.recognizer import WhisperRecognizer
 from appliance.config import SAMPLE_RATE, AsrConfig, StreamingConfig
 from appliance.evaluation import word_error_rate
+from appliance.inference.whisper import load_whisper
 from appliance.subtitles.text import normalize
 from appliance.subtitles.types import Word
 from appliance.vad.silero import SileroVad
@@ -61,9 +62,13 @@ def variants() -> list[Variant]:
     out.append(Variant("pausetrim3", "... once the buffer > 3 s", replace(s, trim_after=3.0)))
     s = replace(s, commit_guard=0.5, commit_probability=0.85)
     out.append(Variant("timeguard", "time guard: final if it ends 0.5 s before the buffer end, p >= 0.85", s))
+    s = replace(s, commit_deadline=1.5)
+    out.append(Variant("deadline", "... or 1.5 s before the buffer end whatever p", s))
     s = replace(s, step=0.8)
     out.append(Variant("step0.8", "0.8 s step", s))
     out.append(Variant("step1.0", "1.0 s step", replace(s, step=1.0)))
+    out.append(Variant("threads1", "cpu_threads 1 (2 before): less CPU per call, slower calls", s,
+                       asr=AsrConfig(cpu_threads=1)))
     out.append(Variant("window6", "6 s encoder window floor (10 s before)", s, asr=AsrConfig(min_window=6.0)))
     out.append(Variant("defaults", "the shipped defaults", StreamingConfig()))
     return out
@@ -106,7 +111,7 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 3) if values else float("nan")
 
 
-def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> dict[str, float]:
+def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> tuple[dict, list[float], list[float]]:
     cls = TodayRecognizer if variant.today_cap else WhisperRecognizer
     recognizer = cls(model, variant.asr)
     cpu = time.process_time()
@@ -114,6 +119,7 @@ def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> di
     cpu = time.process_time() - cpu
     return {
         "wer": round(word_error_rate(recording.reference, result.text), 4),
+        "words": len(result.final_words),
         "cpu_per_audio_second": round(cpu / recording.duration, 3),
         "final_latency_p50": _pct(result.final_latency, 50),
         "final_latency_p95": _pct(result.final_latency, 95),
@@ -121,7 +127,7 @@ def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> di
         "duplicates": duplicates(result.final_words),
         "echoes": echoes(result.final_words),
         "fallbacks": recognizer.fallbacks,
-    }
+    }, result.final_latency, result.partial_latency
 
 
 def offline(recording: Recording, model) -> dict[str, float]:
@@ -133,23 +139,84 @@ def offline(recording: Recording, model) -> dict[str, float]:
             "cpu_per_audio_second": round(cpu / recording.duration, 3)}
 
 
+def _mean_wer(rows: dict[str, dict], names: list[str]) -> float:
+    return round(sum(rows[n]["wer"] for n in names) / len(names), 4)
+
+
 def study(recordings: list[Recording], model, vad: SileroVad, chosen: list[Variant],
           say: Callable[[str], None] = print) -> dict:
     rows: dict[str, dict] = {}
     anchors = {r.name: offline(r, model) for r in recordings}
+    models = {AsrConfig().cpu_threads: model}  # a variant with other thread counts gets its own load
     for variant in chosen:
-        per = {}
+        threads = variant.asr.cpu_threads
+        if threads not in models:
+            models[threads] = load_whisper(variant.asr)
+        per, finals, partials = {}, [], []
         for recording in recordings:
-            per[recording.name] = measure(variant, recording, model, vad)
+            per[recording.name], final, partial = measure(variant, recording, models[threads], vad)
+            finals, partials = finals + final, partials + partial
             say(f"{variant.name} {recording.name}: {per[recording.name]}")
         total = sum(r.duration for r in recordings)
-        weighted = {key: round(sum(per[r.name][key] * r.duration for r in recordings) / total, 3)
-                    for key in ("cpu_per_audio_second",)}
-        rows[variant.name] = {"change": variant.change, "streaming": variant.streaming.__dict__,
-                              "recordings": per, **weighted,
-                              "max_wer_over_offline": round(max(per[r.name]["wer"] - anchors[r.name]["wer"]
-                                                                for r in recordings), 4),
-                              "duplicates": sum(per[r.name]["duplicates"] for r in recordings),
-                              "echoes": sum(per[r.name]["echoes"] for r in recordings)}
+        cpu = sum(per[r.name]["cpu_per_audio_second"] * r.duration for r in recordings) / total
+        row = {"change": variant.change, "streaming": variant.streaming.__dict__,
+               "asr": variant.asr.__dict__, "recordings": per,
+               "cpu_per_audio_second": round(cpu, 3),
+               "final_latency_p50": _pct(finals, 50), "final_latency_p95": _pct(finals, 95),
+               "partial_latency_p50": _pct(partials, 50),
+               "max_wer_over_offline": round(max(per[r.name]["wer"] - anchors[r.name]["wer"]
+                                                 for r in recordings), 4),
+               "duplicates": sum(per[r.name]["duplicates"] for r in recordings),
+               "echoes": sum(per[r.name]["echoes"] for r in recordings)}
+        for split in sorted({r.split for r in recordings}):
+            names = [r.name for r in recordings if r.split == split]
+            row[f"wer_{split}"] = _mean_wer(per, names)
+            row[f"offline_wer_{split}"] = _mean_wer(anchors, names)
+        rows[variant.name] = row
     return {"offline": anchors, "variants": rows,
             "recordings": {r.name: {"split": r.split, "seconds": round(r.duration, 1)} for r in recordings}}
+
+
+def markdown(section: dict, realtime: dict | None = None) -> str:
+    """The README's study tables from one run's `streaming_study` (and `streaming_study_realtime`) sections."""
+    splits = sorted({r["split"] for r in section["recordings"].values()})
+    head = ["variant", "adds"] + [f"WER {s}" for s in splits] + [
+        "worst WER − offline", "CPU s / audio s", "final p50 / p95 (s)", "partial p50 (s)", "twice"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    anchor = next(iter(section["variants"].values()))
+    lines.append("| offline | whole file, beam 5 | " + " | ".join(
+        f"{anchor[f'offline_wer_{s}']:.3f}" for s in splits) + " | – | "
+        + f"{_offline_cpu(section):.3f} | – | – | – |")
+    for name, row in section["variants"].items():
+        cells = [name, row["change"]] + [f"{row[f'wer_{s}']:.3f}" for s in splits] + [
+            f"{row['max_wer_over_offline']:+.3f}", f"{row['cpu_per_audio_second']:.3f}",
+            f"{row['final_latency_p50']:.2f} / {row['final_latency_p95']:.2f}",
+            f"{row['partial_latency_p50']:.2f}", str(row["duplicates"] + row["echoes"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if realtime:
+        lines += ["", "| recording | split | s | offline WER | fast WER | real-time WER | final p50 / p95 (s) "
+                  "| partial p50 (s) | CPU s / audio s |", "|---|---|---|---|---|---|---|---|---|"]
+        for name, row in realtime["recordings"].items():
+            fast, rt = row["fast"], row["realtime"]
+            lines.append(f"| {name} | {realtime['splits'][name]} | {section['recordings'].get(name, {}).get('seconds', '–')}"
+                         f" | {row['offline_wer']:.3f} | {fast['wer']:.3f} | {rt['wer']:.3f} | "
+                         f"{rt['final_latency_p50']:.2f} / {rt['final_latency_p95']:.2f} | "
+                         f"{rt['partial_latency_p50']:.2f} | {rt['cpu_per_audio_second']:.3f} |")
+    return "\n".join(lines)
+
+
+def _offline_cpu(section: dict) -> float:
+    seconds = {n: r["seconds"] for n, r in section["recordings"].items()}
+    return sum(section["offline"][n]["cpu_per_audio_second"] * s for n, s in seconds.items()) / sum(seconds.values())
+
+
+if __name__ == "__main__":
+    from bench.results import latest
+
+    run, section = latest("streaming_study")
+    try:
+        _, realtime = latest("streaming_study_realtime")
+    except LookupError:
+        realtime = None
+    print(f"{run['date'][:10]}, {run['machine']['cpu']}, {run['machine']['cores']} cores\n")
+    print(markdown(section, realtime))

@@ -73,7 +73,8 @@ def drop_squeezed(words: Sequence[Word], squeezed_run: int = 3) -> list[Word]:
 
 
 def guard_hypothesis(words: Sequence[Word], max_rate: float) -> list[Word]:
-    """Both guards (off when `max_rate` is 0): squeezed runs dropped, then repeats collapsed."""
+    """Both guards (off when `max_rate` is 0): repeats collapsed (a squeezed copy of a phrase goes
+    whole), then squeezed runs dropped."""
     if max_rate <= 0:
         return list(words)
-    return collapse_repeats(drop_squeezed(words), max_rate)
+    return drop_squeezed(collapse_repeats(words, max_rate))

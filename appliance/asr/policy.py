@@ -46,7 +46,7 @@ def same_word(a: Word, b: Word, min_overlap: float = 0.5) -> bool:
 class CommitPolicy:
     def __init__(self, agreement: int = 2, max_ngram: int = 5, overlap_tolerance: float = 0.1, *,
                  guard: float = 0.0, min_probability: float = 0.9, keep_seconds: float = 60.0,
-                 echo_ngram: int = 3, drift: float = 0.25, min_duration: float = 0.04):
+                 deadline: float = 0.0, echo_ngram: int = 3, drift: float = 0.25, min_duration: float = 0.04):
         if agreement < 1:
             raise ValueError("agreement must be >= 1")
         if guard < 0 or not 0 <= min_probability <= 1:
@@ -57,6 +57,7 @@ class CommitPolicy:
         self.guard = guard  # 0: agreement only
         self.min_probability = min_probability
         self.min_duration = min_duration  # shorter words are final by agreement only
+        self.deadline = deadline  # 0: off; else words ending this long before the buffer end are final
         self.keep_seconds = keep_seconds  # final words older than this (audio time) are forgotten
         self.echo_ngram = echo_ngram  # a head repeating this many final words is dropped whatever the gap
         self.drift = drift  # how far a re-decoded word's start may move past its final copy's end
@@ -83,7 +84,9 @@ class CommitPolicy:
     def _new_part(self, hypothesis: Sequence[Word], buffer_start: float | None = None) -> list[Word]:
         """The part of a hypothesis not already final."""
         end = self.final_end
-        new = [w for w in hypothesis if w.start > end - self.overlap_tolerance]
+        # By end time: Whisper's word starts stretch back over pauses (a first word after a cut
+        # often starts at the cut), its ends hold; re-decoded final words are caught below.
+        new = [w for w in hypothesis if w.end > end]
         if not new or not self._final:
             return new
         # Final words the decode may have heard again: those the buffer holds, at least the last few.
@@ -114,21 +117,31 @@ class CommitPolicy:
                     n += 1
                 agreed = n
         if self.guard and buffer_end is not None:
-            # A word the alignment squeezed into no time is not trusted alone (a hallucination sign).
-            while (agreed < len(new) and new[agreed].end <= buffer_end - self.guard
-                   and new[agreed].probability >= self.min_probability
-                   and new[agreed].end - new[agreed].start >= self.min_duration):
+            while agreed < len(new) and self._guarded(new[agreed], buffer_end):
                 agreed += 1
         committed, tail = new[:agreed], new[agreed:]
         self._commit(committed)
-        # Earlier tails lose their committed head so positions stay comparable.
-        self._recent = deque(
-            ([w for w in old if w.start > self.final_end - self.overlap_tolerance][len(committed) :]
-             if committed else old for old in self._recent),
-            maxlen=self._recent.maxlen,
-        )
+        self._recent = deque((self._after(old, committed) for old in self._recent), maxlen=self._recent.maxlen)
         self._recent.append(tail)
         return self._decision(committed, tail)
+
+    def _after(self, old: list[Word], committed: list[Word]) -> list[Word]:
+        """An earlier tail without the words just committed, so positions stay comparable."""
+        n = len(committed)
+        if not n or [_key(w) for w in old[:n]] == [_key(w) for w in committed]:
+            return old[n:]
+        return [w for w in old if w.end > self.final_end]
+
+    def _guarded(self, word: Word, buffer_end: float) -> bool:
+        """The time guard: enough audio after the word, and the decoder sure of it.
+
+        Past `deadline`, any word is (as a forced commit); before it, a word the alignment
+        squeezed into no time is not (a hallucination sign): it waits for agreement.
+        """
+        if self.deadline and word.end <= buffer_end - self.deadline:
+            return True
+        return (word.end <= buffer_end - self.guard and word.probability >= self.min_probability
+                and word.end - word.start >= self.min_duration)
 
     def flush(self, hypothesis: Sequence[Word], buffer_start: float | None = None) -> Decision:
         """Finalise everything new in `hypothesis` (speech ended, or the stream did)."""

@@ -27,6 +27,9 @@ class StreamStats:
     updates: int = 0  # decodes run
     merged_updates: int = 0  # steps folded into a later decode because compute was behind
     dropped_samples: int = 0  # audio that fell out of the ring before it could be decoded
+    flushes: int = 0  # decodes finalising a region (VAD speech end, end of stream)
+    forced: int = 0  # decodes that forced words final (buffer beyond max_buffer)
+    trims: int = 0  # buffer cuts at a final word (pause or sentence end)
 
 
 def _shift(words: list[Word], offset: float) -> list[Word]:
@@ -39,7 +42,8 @@ class AsrStream:
         self.recognizer = recognizer
         self.vad = vad
         c = self.config
-        self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability)
+        self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability,
+                                   deadline=c.commit_deadline)
         self.ring = RingBuffer(int((self.config.max_buffer + 10) * SAMPLE_RATE))
         self.stats = StreamStats()
         self._start = 0  # first sample of the decode buffer
@@ -95,6 +99,7 @@ class AsrStream:
         self.stats.merged_updates += max(0, (self.ring.end - self._decoded_to) // step - 1)
         if self._flush_at is not None:
             end, self._flush_at = self._flush_at, None
+            self.stats.flushes += 1
             decision = self.policy.flush(self._decode(max(end, self._start), final=True), self._start_s)
             self._start = max(self._start, end, int(self.policy.final_end * SAMPLE_RATE))
         else:
@@ -110,6 +115,7 @@ class AsrStream:
         self._flush_at, self._speaking, self._settling, self._partial = None, False, False, []
         if not pending:
             return Decision(closed=True)
+        self.stats.flushes += 1
         return self.policy.flush(self._decode(self.ring.end, final=True), self._start_s)
 
     @property
@@ -124,6 +130,7 @@ class AsrStream:
         end_s = self.ring.end / SAMPLE_RATE
         decision = self.policy.update(hypothesis, buffer_end=end_s, buffer_start=start)
         if forcing:
+            self.stats.forced += 1
             forced = self.policy.force(hypothesis, until=end_s - config.force_margin, buffer_start=start)
             decision = Decision(decision.final + forced.final, forced.partial, forced.stability)
             self._start = max(self._start, int(self.policy.final_end * SAMPLE_RATE))
@@ -131,8 +138,9 @@ class AsrStream:
                 self._start = self.ring.end - int(config.force_margin * SAMPLE_RATE)
         elif self.buffer_seconds > config.trim_after:
             cut = self.policy.trim_point(start, pause=config.trim_pause or None, following=decision.partial)
-            if cut is not None:
-                self._start = max(self._start, int(cut * SAMPLE_RATE))
+            if cut is not None and int(cut * SAMPLE_RATE) > self._start:
+                self._start = int(cut * SAMPLE_RATE)
+                self.stats.trims += 1
         return decision
 
     def _decode(self, end: int, final: bool = False) -> list[Word]:
