@@ -128,6 +128,7 @@ class StreamingConfig:
 
     step: float = 0.5  # re-decode after this much new audio (seconds)
     agreement: int = 2  # LocalAgreement-n: hypotheses that must agree before a word is final
+    commit_context: float = 0.0  # ... and it must end at least this long before the buffer end (s)
     # Time guard: a word one hypothesis has ending this long before the buffer end, with at least
     # commit_probability, is final without a second hypothesis. 0: agreement only.
     commit_guard: float = 0.0
@@ -142,6 +143,7 @@ class StreamingConfig:
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
+    lead_in: float = 0.0  # the decode buffer starts this long before the VAD's speech start (at most idle_keep)
     max_word_rate: float = 0.0  # collapse repeated word runs faster than this (words/s); 0: off
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
@@ -150,6 +152,7 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")
         _require(self.agreement >= 1, "streaming.agreement", "must be >= 1")
+        _require(0 <= self.commit_context <= 5, "streaming.commit_context", "must be between 0 and 5 seconds")
         _require(0 <= self.commit_guard <= 5, "streaming.commit_guard", "must be between 0 and 5 seconds")
         _require(0 <= self.commit_probability <= 1, "streaming.commit_probability", "must be in [0, 1]")
         _require(self.commit_deadline == 0 or self.commit_deadline >= self.commit_guard, "streaming.commit_deadline",
@@ -161,6 +164,7 @@ class StreamingConfig:
         _require(self.max_buffer <= 25, "streaming.max_buffer", "must be <= 25 s (Whisper sees 30 s)")
         _require(0 <= self.force_margin < self.max_buffer, "streaming.force_margin", "must be in [0, max_buffer)")
         _require(self.idle_keep >= 0.3, "streaming.idle_keep", "must be >= 0.3 s")
+        _require(0 <= self.lead_in <= self.idle_keep, "streaming.lead_in", "must be in [0, idle_keep]")
         _require(self.max_word_rate == 0 or self.max_word_rate >= 2, "streaming.max_word_rate",
                  "must be 0 (off) or >= 2 words per second")
 

@@ -64,12 +64,22 @@ def variants() -> list[Variant]:
     out.append(Variant("timeguard", "time guard: final if it ends 0.5 s before the buffer end, p >= 0.85", s))
     s = replace(s, commit_deadline=1.5)
     out.append(Variant("deadline", "... or 1.5 s before the buffer end whatever p", s))
+    out.append(Variant("leadin", "decode buffer starts 0.5 s before the VAD speech start", replace(s, lead_in=0.5)))
+    out.append(Variant("flushlead", "reference point: flushonly with the 0.5 s lead-in and the hypothesis guard",
+                       replace(TODAY, agreement=10_000, step=5.0, lead_in=0.5, max_word_rate=6.0)))
+    out.append(Variant("context0.5", "agreement only on words ending >= 0.5 s before the buffer end",
+                       replace(s, commit_context=0.5)))
+    out.append(Variant("context1.0", "... 1.0 s", replace(s, commit_context=1.0)))
+    out.append(Variant("beamctx", "context 1.0 s, beam 5 tentative", replace(s, commit_context=1.0, tentative_beam=0)))
+    out.append(Variant("step0.65", "0.65 s step", replace(s, step=0.65)))
     s = replace(s, step=0.8)
     out.append(Variant("step0.8", "0.8 s step", s))
     out.append(Variant("step1.0", "1.0 s step", replace(s, step=1.0)))
     out.append(Variant("threads1", "cpu_threads 1 (2 before): less CPU per call, slower calls", s,
                        asr=AsrConfig(cpu_threads=1)))
-    out.append(Variant("window6", "6 s encoder window floor (10 s before)", s, asr=AsrConfig(min_window=6.0)))
+    out.append(Variant("window8", "8 s encoder window floor (10 s before)", s, asr=AsrConfig(min_window=8.0)))
+    out.append(Variant("flushonly", "reference point: words final only at VAD ends / forced (no agreement)",
+                       replace(TODAY, agreement=10_000, step=5.0)))
     out.append(Variant("defaults", "the shipped defaults", StreamingConfig()))
     return out
 

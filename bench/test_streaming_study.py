@@ -1,7 +1,7 @@
 """The streaming decoder study (issue 14): every lever as a variant, from today's decoder to the defaults.
 
 Run: PYTHONPATH=$PWD .venv/bin/python -m pytest bench/test_streaming_study.py --benchmark-enable -q
-(STUDY_VARIANTS=a,b,... to run a subset; STUDY_SPLIT=tune|test|all picks the recordings of the
+(STUDY_VARIANTS=a,b,... to run a subset; STUDY_SPLIT=tune|heldout|all picks the recordings of the
 evaluation set, default all). Results land in the run's bench/results/run-*.json, section
 `streaming_study` (and `streaming_study_realtime` for the shipped defaults in real time);
 `python -m bench.streaming_study_report` prints the README table from the newest run.
@@ -23,18 +23,14 @@ from bench.streaming_study import Recording, duplicates, echoes, offline, study,
 
 
 def _recordings(audio, reference) -> list[Recording]:
-    """The sample, plus the evaluation set's recordings when tests/data/corpus.py is there."""
+    """The evaluation set's English recordings (tests/data/corpus.py), or the sample alone without it."""
     split = os.environ.get("STUDY_SPLIT", "all")
-    out = [Recording("sample", audio, reference, "tune")] if split in ("all", "tune") else []
     try:
         from tests.data.corpus import asr_set
     except ImportError:
-        return out
-    for name in (("tune", "test") if split == "all" else (split,)):
-        for r in asr_set(name):
-            if r.language == "en":
-                out.append(Recording(r.name, r.audio(), r.reference, r.split))
-    return out
+        return [Recording("sample", audio, reference, "tune")] if split in ("all", "tune") else []
+    return [Recording(r.name, r.audio(), r.reference, r.split)
+            for r in asr_set(None if split == "all" else split) if r.language == "en"]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@
 Pure: hypotheses (lists of words with absolute audio times) in, decisions out; no
 audio, no model, no clock. The baseline is LocalAgreement-n (Macháček et al., 2023,
 "Turning Whisper into Real-Time Transcription System"): a word becomes final once `n`
-consecutive hypotheses agree on it and on everything before it. On top of that:
+consecutive hypotheses agree on it and on everything before it, and (with `context`)
+it ends at least `context` seconds before the buffer end: a word at the very end of
+the audio has not been heard with what follows it, and is misheard most. On top of that:
 - a time guard (SimulStreaming's, without its attention stop): a word one hypothesis
   has ending at least `guard` seconds before the buffer end, with probability at least
   `min_probability`, is final without waiting for a second hypothesis;
@@ -46,7 +48,7 @@ def same_word(a: Word, b: Word, min_overlap: float = 0.5) -> bool:
 class CommitPolicy:
     def __init__(self, agreement: int = 2, max_ngram: int = 5, overlap_tolerance: float = 0.1, *,
                  guard: float = 0.0, min_probability: float = 0.9, keep_seconds: float = 60.0,
-                 deadline: float = 0.0, echo_ngram: int = 3, drift: float = 0.25, min_duration: float = 0.04):
+                 deadline: float = 0.0, context: float = 0.0, echo_ngram: int = 3, drift: float = 0.25, min_duration: float = 0.04):
         if agreement < 1:
             raise ValueError("agreement must be >= 1")
         if guard < 0 or not 0 <= min_probability <= 1:
@@ -58,6 +60,7 @@ class CommitPolicy:
         self.min_probability = min_probability
         self.min_duration = min_duration  # shorter words are final by agreement only
         self.deadline = deadline  # 0: off; else words ending this long before the buffer end are final
+        self.context = context  # agreement commits only words ending at least this long before the buffer end
         self.keep_seconds = keep_seconds  # final words older than this (audio time) are forgotten
         self.echo_ngram = echo_ngram  # a head repeating this many final words is dropped whatever the gap
         self.drift = drift  # how far a re-decoded word's start may move past its final copy's end
@@ -116,6 +119,8 @@ class CommitPolicy:
                 while n < min(agreed, len(previous)) and _key(previous[n]) == _key(new[n]):
                     n += 1
                 agreed = n
+        if self.context and buffer_end is not None:  # agreement on words with too little audio after them waits
+            agreed = next((i for i, w in enumerate(new[:agreed]) if w.end > buffer_end - self.context), agreed)
         if self.guard and buffer_end is not None:
             while agreed < len(new) and self._guarded(new[agreed], buffer_end):
                 agreed += 1

@@ -43,7 +43,7 @@ class AsrStream:
         self.vad = vad
         c = self.config
         self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability,
-                                   deadline=c.commit_deadline)
+                                   deadline=c.commit_deadline, context=c.commit_context)
         self.ring = RingBuffer(int((self.config.max_buffer + 10) * SAMPLE_RATE))
         self.stats = StreamStats()
         self._start = 0  # first sample of the decode buffer
@@ -68,7 +68,9 @@ class AsrStream:
             at = int(round(event.time * SAMPLE_RATE))
             if event.kind == "start":
                 self._speaking = True
-                self._start = max(self._start, min(at, self.ring.end))
+                # A little audio before the onset: Whisper mishears words that start the buffer cold.
+                lead = int(self.config.lead_in * SAMPLE_RATE)
+                self._start = max(self._start, min(at, self.ring.end) - lead)
             else:
                 self._speaking = False
                 if self.config.vad_flush:
