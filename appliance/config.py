@@ -6,6 +6,7 @@ message naming it rather than deep inside the audio path.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 import types
 import typing
@@ -188,6 +189,28 @@ def _check_endpoint(section: str, config: object, files: tuple[str, ...]) -> Non
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def _check_plaintext(section: str, config: object) -> None:
+    """Plaintext only on loopback, unless the operator opts in: one rule for every listening face."""
+    _require(config.tls_cert is not None or _host(config.listen) in LOOPBACK or config.allow_insecure_remote,
+             f"{section}.listen", f"{config.listen} is not loopback: configure tls_cert/tls_key "
+             "(or set allow_insecure_remote = true to serve plaintext anyway)")
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def session_id_problem(session_id: str) -> str | None:
+    """Why `session_id` cannot name a room (configured or pushed), or None if it can.
+
+    Ids become metric labels, health service names and export names: ASCII letters,
+    digits, - and _, at most 64 characters. The message quotes at most 64 characters of it.
+    """
+    if _SESSION_ID.fullmatch(session_id):
+        return None
+    shown = repr(session_id[:64]) + ("..." if len(session_id) > 64 else "")
+    return f"session id {shown}: use 1 to 64 letters, digits, - and _"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The gRPC API: address, TLS, tokens, and the limits that protect the pipeline."""
@@ -202,21 +225,32 @@ class ServerConfig:
     max_message_bytes: int = 65_536
     max_concurrent_rpcs: int = 2_000
     max_subscribers_per_session: int = 1_000
-    subscriber_backlog: int = 256  # non-partial events a subscriber may fall behind before it is ended
+    # A subscriber is ended (it resumes by seq) once its undelivered events pass any of these:
+    subscriber_backlog: int = 256  # non-partial events
+    subscriber_backlog_seconds: float = 10.0  # age of the oldest undelivered event (or of a stuck write)
+    subscriber_backlog_bytes: int = 1 << 20  # encoded size of the queued events
     max_push_sessions: int = 8
+    push_idle_seconds: float = 20.0  # a request stream (a push) with no message for this long is ended
+    request_seconds: float = 10.0  # a unary request message must arrive complete within this
+    max_ended_sessions: int = 32  # ended pushed sessions kept for Get/Export/resume, the oldest dropped first
+    ended_session_seconds: float = 3600.0  # ...and for at most this long after they end
+    auth_max_failures: int = 10  # wrong or missing tokens from one address before it is locked out
+    auth_lockout_seconds: float = 30.0  # how long a locked-out address is refused (doubling while it persists)
     retained_events: int = 100_000  # per session: how far back a subscriber can resume
     grace_seconds: float = 5.0  # drain time on SIGTERM
 
     def __post_init__(self) -> None:
         _check_endpoint("server", self, ("tls_cert", "tls_key", "client_ca", "token_file"))
         _require(self.client_ca is None or self.tls_cert is not None, "server.client_ca", "needs tls_cert and tls_key")
-        _require(self.tls_cert is not None or _host(self.listen) in LOOPBACK or self.allow_insecure_remote,
-                 "server.listen", f"{self.listen} is not loopback: configure tls_cert/tls_key "
-                 "(or set allow_insecure_remote = true to serve plaintext anyway)")
+        _check_plaintext("server", self)
         for key in ("max_message_bytes", "max_concurrent_rpcs", "max_subscribers_per_session",
-                    "subscriber_backlog", "retained_events"):
+                    "subscriber_backlog", "subscriber_backlog_bytes", "retained_events", "auth_max_failures"):
             _require(getattr(self, key) >= 1, f"server.{key}", "must be >= 1")
+        for key in ("subscriber_backlog_seconds", "push_idle_seconds", "request_seconds", "auth_lockout_seconds"):
+            _require(getattr(self, key) > 0, f"server.{key}", "must be > 0 seconds")
         _require(self.max_push_sessions >= 0, "server.max_push_sessions", "must be >= 0")
+        _require(self.max_ended_sessions >= 0, "server.max_ended_sessions", "must be >= 0")
+        _require(self.ended_session_seconds >= 0, "server.ended_session_seconds", "must be >= 0")
         _require(self.grace_seconds >= 0, "server.grace_seconds", "must be >= 0")
 
     @property
@@ -233,9 +267,12 @@ class MetricsConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None  # set: scrapers must present a certificate it signed
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
 
     def __post_init__(self) -> None:
         _check_endpoint("metrics", self, ("tls_cert", "tls_key", "client_ca"))
+        _require(self.client_ca is None or self.tls_cert is not None, "metrics.client_ca", "needs tls_cert and tls_key")
+        _check_plaintext("metrics", self)
 
 
 @dataclass(frozen=True)
@@ -270,8 +307,8 @@ class SessionConfig:
     device: str | int | None = None  # microphone: overrides capture.device for this room
 
     def __post_init__(self) -> None:
-        _require(bool(self.id) and self.id.replace("-", "").replace("_", "").isalnum(), "sessions.id",
-                 f"{self.id!r}: use letters, digits, - and _")
+        problem = session_id_problem(self.id)
+        _require(problem is None, "sessions.id", problem or "")
         _require(self.source in (SourceKind.MICROPHONE, SourceKind.REPLAY), f"sessions.{self.id}.source",
                  f"unknown source {str(self.source)!r} (microphone or replay)")
         _require(self.source != "replay" or (self.file is not None and Path(self.file).is_file()),

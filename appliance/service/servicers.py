@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -14,8 +15,9 @@ from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.audio.sources import PushSource
 from appliance.config import ServerConfig
 from appliance.delivery.eventlog import ResumeError
-from appliance.delivery.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.delivery.fanout import Backlog, SlowSubscriber, Subscriber, SubscriptionEnded
 from appliance.service.convert import EncodedEvents, state_to_pb
+from appliance.service.peers import disconnect
 from appliance.session import Session
 from appliance.subtitles.events import EventKind
 from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
@@ -31,7 +33,8 @@ class Rooms(Protocol):
     def all(self) -> list[Session]: ...
 
     def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
-        """A new pushed-audio session; KeyError if the id is taken, OverflowError past the limit."""
+        """A new pushed-audio session; ValueError for an id that cannot name a room, KeyError if
+        the id is taken, OverflowError past the limit."""
         ...
 
 
@@ -59,6 +62,12 @@ def _session_or_none(rooms: Rooms, session_id: str) -> Session | None:
     return rooms.get(session_id) if session_id else None
 
 
+def _no_session(session_id: str) -> str:
+    """NOT_FOUND's message: names only what was asked (never the other rooms), and at most 64
+    characters of it (a status message travels as metadata, which has a size limit)."""
+    return f"no session {session_id[:64]!r}{'...' if len(session_id) > 64 else ''}"
+
+
 class _SlowWriteGuard:
     """Gets a handler out of a write that a subscriber marked slow will never finish.
 
@@ -71,12 +80,12 @@ class _SlowWriteGuard:
 
     def __init__(self, subscriber: Subscriber):
         self.task = asyncio.current_task()
-        self.writing = False
+        self.subscriber = subscriber
         self.fired = False
         subscriber.on_failure = self._failed
 
     def _failed(self, failure: Exception) -> None:
-        if self.writing and isinstance(failure, SlowSubscriber) and not self.fired:
+        if self.subscriber.writing_since is not None and isinstance(failure, SlowSubscriber) and not self.fired:
             self.fired = True
             self.task.cancel()
 
@@ -95,8 +104,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
         session = _session_or_none(self.rooms, request.session_id)
         if session is None:
-            known = ", ".join(s.session_id for s in self.rooms.all()) or "none"
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {request.session_id!r} (sessions: {known})")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, _no_session(request.session_id))
         await self._stream(session, request.from_seq, request.include_partials, context)
 
     async def _stream(self, session: Session, from_seq: int, include_partials: bool,
@@ -110,7 +118,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             backlog = session.log.since(from_seq)
         except ResumeError as exc:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
+        subscriber = subscriber or self._subscriber(include_partials)
         session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
         guard = _SlowWriteGuard(subscriber)
         try:
@@ -121,29 +129,44 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             while (event := await subscriber.next()) is not None:
                 await self._write(context, guard, event)
         except SlowSubscriber as exc:
-            await self._too_slow(context, session, subscriber, exc)
+            await self._too_slow(context, session, subscriber, exc, write_pending=False)
         except asyncio.CancelledError:
             if not guard.absorb():
                 raise  # the call itself was cancelled
-            await self._too_slow(context, session, subscriber, subscriber.failure)
+            await self._too_slow(context, session, subscriber, subscriber.failure, write_pending=True)
         except SubscriptionEnded as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             session.fanout.remove(subscriber)
 
+    def _subscriber(self, include_partials: bool) -> Subscriber:
+        limits = Backlog(self.config.subscriber_backlog, self.config.subscriber_backlog_seconds,
+                         self.config.subscriber_backlog_bytes)
+        return Subscriber(include_partials, limits, size=lambda event: len(self.encoded(event)))
+
     async def _write(self, context: grpc.aio.ServicerContext, guard: _SlowWriteGuard, event) -> None:
-        guard.writing = True
+        guard.subscriber.writing_since = time.monotonic()
         try:
             await context.write(self.encoded(event))
         finally:
-            guard.writing = False
+            guard.subscriber.writing_since = None
         self.hooks.event_sent(event.kind)
 
     async def _too_slow(self, context: grpc.aio.ServicerContext, session: Session, subscriber: Subscriber,
-                        exc: Exception) -> None:
+                        exc: Exception, write_pending: bool) -> None:
         self.hooks.subscriber_ended_slow(session.session_id)
-        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                     f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}")
+        message = f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}"
+        if not write_pending:  # nothing of this call waits in the transport: the status goes out now
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        # A write is stuck behind the client's closed flow-control window, and so would the status
+        # be (an abort beside a pending write even fails: GRPC_CALL_ERROR_TOO_MANY_OPERATIONS).
+        # Cut the connection instead: the client sees it drop at once. The status is recorded
+        # for the RPC counters, and the handler ends as a cancelled call, without a second write.
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(message)
+        disconnect(context.peer())
+        log.info("session %s: %s; its connection was shut down", session.session_id, message)
+        raise asyncio.CancelledError
 
     async def Transcribe(self, request_iterator: AsyncIterator[pb.AudioChunk],
                          context: grpc.aio.ServicerContext) -> None:
@@ -160,11 +183,13 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await self._bad(context, str(exc))
         try:
             session, source = self.rooms.open_push(first.session_id or None, audio_format)
+        except ValueError as exc:
+            await self._bad(context, str(exc))
         except KeyError as exc:
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc.args[0]))
         except OverflowError as exc:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        subscriber = Subscriber(include_partials=True, max_backlog=self.config.subscriber_backlog)
+        subscriber = self._subscriber(include_partials=True)
 
         async def feed() -> None:
             chunk = first
@@ -229,13 +254,14 @@ _EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subri
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
-    def __init__(self, rooms: Rooms):
+    def __init__(self, rooms: Rooms, hooks: ServiceHooks | None = None):
         self.rooms = rooms
+        self.hooks = hooks or NoHooks()
 
     async def _session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
         session = _session_or_none(self.rooms, session_id)
         if session is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, _no_session(session_id))
         return session
 
     async def List(self, request: pb.ListSessionsRequest, context) -> pb.ListSessionsResponse:
@@ -247,6 +273,7 @@ class SessionsServicer(pb_grpc.SessionsServicer):
     async def Export(self, request: pb.ExportRequest, context) -> pb.ExportResponse:
         session = await self._session(request.session_id, context)
         if request.format not in _EXPORTS:
+            self.hooks.bad_input_seen("Export", f"unknown format {request.format}")
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
         name, media_type = _EXPORTS[request.format]
         cues = session.log.cues()

@@ -41,13 +41,15 @@ class DaemonProcess:
             )
         return self
 
-    def start(self, timeout: float = 60.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0, ready=None) -> DaemonProcess:
+        """Launch and wait until `ready()` (default: plaintext health reports SERVING)."""
+        ready = ready or (lambda: asyncio.run(self.health("")) == "SERVING")
         self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log.read_text()}")
-            if asyncio.run(self.health("")) == "SERVING":
+            if ready():
                 return self
             time.sleep(0.2)
         raise AssertionError(f"daemon not SERVING within {timeout} s:\n{self.log.read_text()}")
