@@ -132,20 +132,20 @@ class StreamingConfig:
     commit_context: float = 0.0  # ... and it must end at least this long before the buffer end (s)
     # Time guard: a word one hypothesis has ending this long before the buffer end, with at least
     # commit_probability, is final without a second hypothesis. 0: agreement only.
-    commit_guard: float = 0.0
-    commit_probability: float = 0.9
-    commit_deadline: float = 0.0  # with the guard on: a word ending this long before the buffer end is final
+    commit_guard: float = 0.5
+    commit_probability: float = 0.85
+    commit_deadline: float = 1.5  # with the guard on: a word ending this long before the buffer end is final
     # Beam of the tentative decodes (their words may still change); flushes and forced commits use
     # asr.beam_size. 0: asr.beam_size everywhere.
-    tentative_beam: int = 0
-    first_decode: float = 0.0  # no tentative decode before the buffer holds this much speech (s)
+    tentative_beam: int = 1
+    first_decode: float = 1.0  # no tentative decode before the buffer holds this much speech (s)
     trim_after: float = 5.0  # cut the buffer at a final word boundary once it is this long
-    trim_pause: float = 0.0  # a final word followed by this much silence is a cut point; 0: sentence ends only
+    trim_pause: float = 0.15  # a final word followed by this much silence is a cut point; 0: sentence ends only
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
     lead_in: float = 0.0  # the decode buffer starts this long before the VAD's speech start (at most idle_keep)
-    max_word_rate: float = 0.0  # collapse repeated word runs faster than this (words/s); 0: off
+    max_word_rate: float = 6.0  # collapse repeated word runs faster than this (words/s); 0: off
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
     vad_flush: bool = True
