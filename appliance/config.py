@@ -60,6 +60,10 @@ class AsrConfig:
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
     no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech
+    tokens_per_second: float = 8.0  # streaming: cap generated tokens at this rate of audio (+10); speech is ~3-5
+    # Loop guard of a decode narrower than beam_size: above this gzip compression ratio of its text
+    # (or a repeated n-gram at its end, or the token cap reached) it is decoded again at beam_size. 0: ratio off.
+    compression_ratio_threshold: float = 2.4
 
     def __post_init__(self) -> None:
         _require(self.device in ("cpu", "cuda", "auto"), "asr.device", f"unknown device {self.device!r}")
@@ -67,6 +71,9 @@ class AsrConfig:
         _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
         _require(0 <= self.min_window <= 30, "asr.min_window", "must be between 0 and 30 seconds")
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")
+        _require(1 <= self.tokens_per_second <= 20, "asr.tokens_per_second", "must be between 1 and 20")
+        _require(self.compression_ratio_threshold == 0 or self.compression_ratio_threshold >= 1,
+                 "asr.compression_ratio_threshold", "must be 0 (off) or >= 1")
 
     def model_path(self) -> Path | None:
         """The model as a filesystem path when it is one rather than a manifest name."""
@@ -115,14 +122,30 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    """The streaming ASR timing contract: how often to re-decode, when words settle."""
+    """The streaming ASR timing contract: how often to re-decode, when words settle.
+
+    Defaults come from the streaming decoder study (bench/test_streaming_study.py, README).
+    """
 
     step: float = 0.5  # re-decode after this much new audio (seconds)
     agreement: int = 2  # LocalAgreement-n: hypotheses that must agree before a word is final
-    trim_after: float = 5.0  # cut the buffer at a final sentence end once it is this long
+    commit_context: float = 0.0  # ... and it must end at least this long before the buffer end (s)
+    # Time guard: a word one hypothesis has ending this long before the buffer end, with at least
+    # commit_probability, is final without a second hypothesis. 0: agreement only.
+    commit_guard: float = 0.5
+    commit_probability: float = 0.85
+    commit_deadline: float = 1.5  # with the guard on: a word ending this long before the buffer end is final
+    # Beam of the tentative decodes (their words may still change); flushes and forced commits use
+    # asr.beam_size. 0: asr.beam_size everywhere.
+    tentative_beam: int = 1
+    first_decode: float = 1.0  # no tentative decode before the buffer holds this much speech (s)
+    trim_after: float = 5.0  # cut the buffer at a final word boundary once it is this long
+    trim_pause: float = 0.15  # a final word followed by this much silence is a cut point; 0: sentence ends only
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
+    lead_in: float = 0.0  # the decode buffer starts this long before the VAD's speech start (at most idle_keep)
+    max_word_rate: float = 6.0  # collapse repeated word runs faster than this (words/s); 0: off
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
     vad_flush: bool = True
@@ -130,10 +153,21 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")
         _require(self.agreement >= 1, "streaming.agreement", "must be >= 1")
+        _require(0 <= self.commit_context <= 5, "streaming.commit_context", "must be between 0 and 5 seconds")
+        _require(0 <= self.commit_guard <= 5, "streaming.commit_guard", "must be between 0 and 5 seconds")
+        _require(0 <= self.commit_probability <= 1, "streaming.commit_probability", "must be in [0, 1]")
+        _require(self.commit_deadline == 0 or self.commit_deadline >= self.commit_guard, "streaming.commit_deadline",
+                 "must be 0 (off) or >= commit_guard")
+        _require(self.tentative_beam >= 0, "streaming.tentative_beam", "must be >= 0 (0: asr.beam_size)")
+        _require(0 <= self.first_decode <= 5, "streaming.first_decode", "must be between 0 and 5 seconds")
         _require(0 < self.trim_after <= self.max_buffer, "streaming.trim_after", "must be in (0, max_buffer]")
+        _require(0 <= self.trim_pause <= 2, "streaming.trim_pause", "must be between 0 and 2 seconds")
         _require(self.max_buffer <= 25, "streaming.max_buffer", "must be <= 25 s (Whisper sees 30 s)")
         _require(0 <= self.force_margin < self.max_buffer, "streaming.force_margin", "must be in [0, max_buffer)")
         _require(self.idle_keep >= 0.3, "streaming.idle_keep", "must be >= 0.3 s")
+        _require(0 <= self.lead_in <= self.idle_keep, "streaming.lead_in", "must be in [0, idle_keep]")
+        _require(self.max_word_rate == 0 or self.max_word_rate >= 2, "streaming.max_word_rate",
+                 "must be 0 (off) or >= 2 words per second")
 
 
 def _host(listen: str) -> str:
