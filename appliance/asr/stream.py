@@ -28,6 +28,7 @@ class StreamStats:
     updates: int = 0  # decodes run
     merged_updates: int = 0  # steps folded into a later decode because compute was behind
     dropped_samples: int = 0  # audio that fell out of the ring before it could be decoded
+    language_changes: int = 0  # an "auto" room's detected language changed after its first decision
     flushes: int = 0  # decodes finalising a region (VAD speech end, end of stream)
     forced: int = 0  # decodes that forced words final (buffer beyond max_buffer)
     trims: int = 0  # buffer cuts at a final word (pause or sentence end)
@@ -113,6 +114,8 @@ class AsrStream:
         """
         if self._flush_at is not None:
             return True
+        if self.language is None and self.detector is not None and not self.detector.due(self._speech_samples / SAMPLE_RATE):
+            return False  # an "auto" room waits for enough speech to tell its language: a guess on 1 s mishears
         new = (self.ring.end - self._decoded_to) / SAMPLE_RATE
         # The first decodes of a region wait for `first_decode` of speech: on less, Whisper mishears.
         heard = self.buffer_seconds >= self.config.first_decode or self._settling
@@ -181,8 +184,9 @@ class AsrStream:
         beam = None if final or not self.config.tentative_beam else self.config.tentative_beam
         samples = self.ring.read(self._start, end)
         speech = self._speech_samples / SAMPLE_RATE
-        if self.detector is not None and self.detector.due(speech):
+        if self.detector is not None and (self.detector.due(speech) or self.language is None):
             self.language = self.detector.observe(self.recognizer.detect_language(samples), speech)
+            self.stats.language_changes = self.detector.changes
         words = self.recognizer.transcribe(samples, self.policy.prompt(before=offset), beam_size=beam,
                                            language=self.language, task=self.task)
         words = guard_hypothesis(words, self.config.max_word_rate)

@@ -23,15 +23,23 @@ SENTENCES = (
 )
 
 
-def french_clip(cache: Path = CACHE) -> tuple[Path, str]:
-    """A WAV of every sentence in turn (about 30 s) and its reference text."""
+def _speak(path: Path, text: str) -> Path:
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng; `make deps` installs it)")
-    path = cache / "french" / "conseil.wav"
-    text = " ".join(SENTENCES)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial.wav")
-        subprocess.run(["espeak-ng", "-v", "fr+m3", "-s", "140", "-w", str(partial), text], check=True)
+        subprocess.run(["espeak-ng", "-v", "fr+m1", "-s", "150", "-w", str(partial), text], check=True)
         partial.replace(path)
-    return path, text
+    return path
+
+
+def french_clip(cache: Path = CACHE) -> tuple[Path, str]:
+    """A WAV of every sentence in turn (about 30 s) and its reference text."""
+    text = " ".join(SENTENCES)
+    return _speak(cache / "french" / "conseil.wav", text), text
+
+
+def french_sentences(cache: Path = CACHE) -> list[tuple[Path, str]]:
+    """Each sentence on its own (3 to 6 s of speech each), with its text."""
+    return [(_speak(cache / "french" / f"phrase-{i}.wav", text), text) for i, text in enumerate(SENTENCES)]
