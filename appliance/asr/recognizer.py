@@ -95,15 +95,16 @@ class WhisperRecognizer:
         ]
 
     def transcribe_file(
-        self, samples: np.ndarray, progress: Callable[[float], None] | None = None
+        self, samples: np.ndarray, progress: Callable[[float], None] | None = None, language: str | None = None,
     ) -> tuple[list[Word], str]:
         """A whole recording, offline: Whisper's own 30 s windows with VAD; returns (words, language).
 
-        `progress` is called with the audio time reached after each segment.
+        `progress` is called with the audio time reached after each segment; `language` (a
+        request's) overrides the configured one.
         """
         segments, info = self.model.transcribe(
             samples,
-            language=self.config.language,
+            language=language or self.config.language,
             beam_size=self.config.beam_size,
             word_timestamps=True,
             vad_filter=True,
