@@ -35,6 +35,12 @@ FIELD_LIMIT = 4096  # bytes of a text field
 CHUNK = 1 << 16
 
 
+class TooLarge(web.HTTPClientError):
+    """413 with our own body (aiohttp's HTTPRequestEntityTooLarge writes its own text)."""
+
+    status_code = 413
+
+
 class Hooks(Protocol):
     def bad_input_seen(self, method: str, reason: str) -> None: ...
 
@@ -83,11 +89,12 @@ def render(transcript: Transcript, response_format: str, granularities: set[str]
         return web.json_response(answer)
     names = speaker_names(words)
     segments = [{
-        "start": cue.start, "end": cue.end, "text": cue.text, "speaker": names.get(cue.speaker or "", None),
+        "id": f"seg_{index}", "type": "transcript.text.segment", "start": cue.start, "end": cue.end,
+        "text": cue.text, "speaker": names.get(cue.speaker or "", None),
         "words": [{"word": w.text, "start": w.start, "end": w.end, "score": round(w.probability, 3),
                    "speaker": names.get(w.speaker or "", None)} for w in cue.words],
-    } for cue in cues]
-    return web.json_response({"text": text, "language": transcript.language,
+    } for index, cue in enumerate(cues)]
+    return web.json_response({"task": "transcribe", "text": text, "language": transcript.language,
                               "duration": round(transcript.duration, 3), "segments": segments})
 
 
@@ -110,7 +117,7 @@ class TranscriptionEndpoint:
     async def handle(self, request: web.Request) -> web.Response:
         limit = self.config.transcription_max_bytes
         if request.content_length is not None and request.content_length > limit + (1 << 20):
-            raise self._bad(web.HTTPRequestEntityTooLarge, f"the upload is {request.content_length} bytes; "
+            raise self._bad(TooLarge, f"the upload is {request.content_length} bytes; "
                             f"the limit is {limit} bytes (http.transcription_max_bytes)", "file")
         if not request.content_type.startswith("multipart/form-data"):
             raise self._bad(web.HTTPBadRequest, "send multipart/form-data with a 'file' field "
@@ -141,10 +148,13 @@ class TranscriptionEndpoint:
                         while chunk := await part.read_chunk(CHUNK):
                             size += len(chunk)
                             if size > limit:
-                                raise self._bad(web.HTTPRequestEntityTooLarge, f"the file is over the limit of "
+                                raise self._bad(TooLarge, f"the file is over the limit of "
                                                 f"{limit} bytes (http.transcription_max_bytes)", "file")
                             out.write(chunk)
                     got_file = True
+                elif part.filename is not None:
+                    raise self._bad(web.HTTPBadRequest, f"unexpected file field {str(part.name)[:40]!r}: send the "
+                                    "recording as the multipart field 'file'", part.name)
                 else:
                     value = await part.read(decode=True)
                     if len(value) > FIELD_LIMIT:
