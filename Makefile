@@ -12,7 +12,7 @@ DATA   := tests/data/cache/sample.wav
 APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all proto deps install install-venv install-files system-deps data test demo models bench bench-check bench-baseline clean
+.PHONY: all proto deps install install-venv install-files system-deps data test demo models bench bench-check bench-baseline soak clean
 
 all: test
 
@@ -67,6 +67,12 @@ bench-check: deps data
 
 bench-baseline: deps data
 	$(BIN)/python -m bench.guard baseline
+
+# The long reliability run (an hour): four rooms pushed in real time, subscribers joining and
+# leaving; RSS, descriptors and delivery latency per 10 minutes (bench/soak.py).
+# SOAK_SECONDS=120 SOAK_WINDOW=30 make soak is a two-minute smoke.
+soak: deps data
+	$(BIN)/python -m bench.soak
 
 # --- the service: `make install` (as root), or `make install DESTDIR=/image/root` for an OS image ---
 PREFIX      ?= /opt/appliance

@@ -33,11 +33,12 @@ class EventLog:
         self._kept: deque[SubtitleEvent] = deque(maxlen=retained)
         self._partial: SubtitleEvent | None = None
 
-    def publish(self, event: SubtitleEvent) -> SubtitleEvent:
+    def publish(self, event: SubtitleEvent, language: str = "") -> SubtitleEvent:
         self.last_seq += 1
         # The wall clock may step back (NTP); `created` must not within a session.
         self.last_created = max(self.last_created, self.clock())
-        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.last_created)
+        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.last_created,
+                        language=language)
         if event.kind == EventKind.PARTIAL:
             self._partial = event
         else:

@@ -30,6 +30,7 @@ def event_to_json(event: SubtitleEvent) -> dict:
         "state": str(event.state) if event.state else "",
         "message": event.message,
         "created": event.created,  # wall clock, Unix seconds, at publication
+        "language": event.language,
     }
 
 

@@ -46,6 +46,7 @@ def event_to_pb(event: SubtitleEvent) -> pb.SubtitleEvent:
         message=event.message,
         final_words=event.final_words,
         created=created,
+        language=event.language,
     )
 
 

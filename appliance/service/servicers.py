@@ -12,7 +12,7 @@ from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.audio.sources import PushSource
-from appliance.config import ServerConfig
+from appliance.config import RoomAsr, ServerConfig
 from appliance.delivery.eventlog import ResumeError
 from appliance.delivery.export import NoSpeakerLabels, export
 from appliance.delivery.fanout import (
@@ -37,7 +37,13 @@ class Rooms(Protocol):
 
     def all(self) -> list[Session]: ...
 
-    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
+    async def room_asr(self, model: str, language: str, task: str) -> RoomAsr:
+        """The recognition a pushed stream declared (empty: defaults), checked and its model loaded;
+        ValueError says what is wrong."""
+        ...
+
+    def open_push(self, session_id: str | None, audio_format: PcmFormat,
+                  room: RoomAsr | None = None) -> tuple[Session, PushSource]:
         """A new pushed-audio session; ValueError for an id that cannot name a room, KeyError if
         the id is taken, OverflowError past the limit."""
         ...
@@ -156,7 +162,11 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         except PcmError as exc:
             await self._bad(context, str(exc))
         try:
-            session, source = self.rooms.open_push(first.session_id or None, audio_format)
+            room = await self.rooms.room_asr(first.model, first.language, first.task)
+        except ValueError as exc:
+            await self._bad(context, str(exc))
+        try:
+            session, source = self.rooms.open_push(first.session_id or None, audio_format, room)
         except ValueError as exc:
             await self._bad(context, str(exc))
         except KeyError as exc:
@@ -221,6 +231,9 @@ def session_info(session: Session) -> pb.SessionInfo:
         subscribers=info.subscribers,
         final_cues=info.final_cues,
         message=info.message,
+        model=info.model,
+        language=info.language,
+        task=info.task,
     )
 
 

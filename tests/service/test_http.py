@@ -239,7 +239,9 @@ def test_exports_equal_grpc_export(meeting):
     assert info == {"session_id": "meeting", "state": "ended", "source": "push",
                     "audio_seconds": pytest.approx(grpc_info.audio_seconds), "last_seq": grpc_info.last_seq,
                     "subscribers": grpc_info.subscribers, "final_cues": grpc_info.final_cues,
-                    "message": grpc_info.message}
+                    "message": grpc_info.message, "model": grpc_info.model, "language": grpc_info.language,
+                    "task": grpc_info.task}
+    assert (grpc_info.model, grpc_info.language, grpc_info.task) == ("whisper-tiny.en", "en", "transcribe")
 
 
 def test_an_ended_session_replays_its_retained_events_then_ends(meeting):
