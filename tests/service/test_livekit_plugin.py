@@ -61,8 +61,8 @@ def test_interim_and_final_events_with_speakers_and_words(plugin_run, sample_dir
     kinds = [e.type for e in events]
     interim = [e for e in events if e.type == stt.SpeechEventType.INTERIM_TRANSCRIPT]
     final = [e for e in events if e.type == stt.SpeechEventType.FINAL_TRANSCRIPT]
-    assert interim and final and kinds.index(stt.SpeechEventType.INTERIM_TRANSCRIPT) < kinds.index(
-        stt.SpeechEventType.FINAL_TRANSCRIPT)
+    assert interim and final  # (a short cue may close before any partial of it is shown)
+    assert all(e.alternatives[0].text for e in interim)
     assert kinds.count(stt.SpeechEventType.START_OF_SPEECH) == kinds.count(stt.SpeechEventType.END_OF_SPEECH)
     # The final cues are the session's own record, speakers and word timings included.
     assert [e.alternatives[0].text for e in final] == [s["text"] for s in exported["segments"]]
