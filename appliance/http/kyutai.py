@@ -19,6 +19,7 @@ message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections import deque
@@ -30,7 +31,7 @@ import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from appliance.audio.pcm import PcmError, PcmFormat
-from appliance.delivery.fanout import Backlog, SlowSubscriber, Subscriber, subscribe
+from appliance.delivery.fanout import Backlog, SlowSubscriber, SlowWriteGuard, Subscriber, subscribe
 from appliance.delivery.tokens import token_matches
 from appliance.session import Session
 from appliance.subtitles.events import EventKind, SubtitleEvent
@@ -183,18 +184,27 @@ class KyutaiEndpoint:
         backlog = subscribe(session.log, session.fanout, 0, subscriber)
         markers: deque[tuple[int, float]] = deque()  # (id, seconds of audio pushed before it)
         reading = asyncio.create_task(self._read(ws, source, audio_format.sample_rate, markers))
+        guard = SlowWriteGuard(subscriber)  # a client that stops reading is cut off, not waited for
         try:
             await ws.send_bytes(msgpack.packb({"type": "Ready"}))
-            await self._write(ws, session, subscriber, backlog, markers)
+            await self._write(ws, session, subscriber, backlog, markers, guard)
         except (ConnectionResetError, SlowSubscriber) as exc:
             log.info("%s: session %s: client gone or too slow (%s)", ROUTE, session.session_id, exc)
+        except asyncio.CancelledError:
+            if not guard.absorb():
+                raise  # the server is stopping
+            log.warning("%s: session %s: client stopped reading (%s); dropped", ROUTE, session.session_id,
+                        subscriber.failure)
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             session.fanout.remove(subscriber)
             await source.close()  # the session finalises and ends; its followers get the last cues
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)
             if not ws.closed:
-                await ws.close()
+                with contextlib.suppress(ConnectionError):
+                    await ws.close()
         return ws
 
     async def _read(self, ws: web.WebSocketResponse, source, rate: int, markers: deque) -> None:
@@ -224,14 +234,15 @@ class KyutaiEndpoint:
             await source.close()
 
     async def _write(self, ws: web.WebSocketResponse, session: Session, subscriber: Subscriber,
-                     backlog: list[SubtitleEvent], markers: deque) -> None:
+                     backlog: list[SubtitleEvent], markers: deque, guard: SlowWriteGuard) -> None:
         words = FinalWords()
         ready_at: int | None = None  # the log's seq once the head marker's audio was processed
 
         async def send(event: SubtitleEvent) -> None:
             for word in words.new(event):
                 for data in word_messages(word):
-                    await ws.send_bytes(data)
+                    with guard.writing():
+                        await ws.send_bytes(data)
 
         for event in backlog:
             subscriber.last_seq = event.seq
