@@ -18,6 +18,7 @@ from livekit.agents import stt
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
+from appliance.http import sse
 from appliance.evaluation import read_reference, word_error_rate
 from appliance.service.client import Endpoint, chunks, transcribe
 from appliance.subtitles.events import SessionState
@@ -101,6 +102,7 @@ def meet(models, sample, sample_dir, tmp_path_factory):
                 for frame in frames:
                     stream.push_frame(frame)
                 session = await wait_for(lambda: new_session(daemon, before | {"grpc-room"}), what="the session")
+                follower = asyncio.create_task(_follow_sse(daemon.http_address, session.session_id))
                 # Meanwhile, clients that misbehave: each is closed alone, with its code.
                 silence = np.zeros(STEP, np.float32)
                 bad = await asyncio.gather(
@@ -127,6 +129,7 @@ def meet(models, sample, sample_dir, tmp_path_factory):
                 await asyncio.gather(consumer, return_exceptions=True)
             await wait_for(lambda: session.state == SessionState.ENDED, what="the Kyutai session's end")
             grpc_events = await grpc_push
+            followed = await follower
             kyutai_export = await export_json(address, session.session_id)
             grpc_export = await export_json(address, "grpc-room")
             marker = await _marker_scenario(url + "?session=marker-room", sample)
@@ -137,9 +140,17 @@ def meet(models, sample, sample_dir, tmp_path_factory):
                 "auth": metrics.get_sample_value("appliance_auth_failures_total", {"grpc_method": "asr-streaming"}),
                 "bad": metrics.get_sample_value("appliance_bad_input_total", {"grpc_method": "asr-streaming"}),
             }
-            return events, kyutai_export, grpc_export, grpc_events, bad, marker, counts
+            return events, kyutai_export, grpc_export, grpc_events, bad, marker, counts, followed
 
     return asyncio.run(scenario())
+
+
+async def _follow_sse(http_address: str, session_id: str) -> list[dict]:
+    """The room screen's view of the Kyutai connection: its SSE events to the end."""
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://{http_address}/events/{session_id}", headers={"Authorization": f"Bearer {TOKEN}"}) as response:
+        assert response.status == 200
+        return [m for m in sse.parse_stream((await response.read()).decode()) if "event" not in m]
 
 
 async def _collect(stream) -> list:
@@ -193,13 +204,16 @@ def test_plugin_wer_is_the_grpc_paths(meet, sample_dir):
 
 def test_the_connection_is_a_session_with_speaker_labels(meet):
     _, kyutai_export, grpc_export, *_ = meet
+    followed = [m["data"] for m in meet[7] if m["data"]["kind"] == "final"]
+    assert [e["text"] for e in followed] == [s["text"] for s in kyutai_export["segments"]]
+    assert len({e["speaker"] for e in followed} - {None, ""}) >= 1
     speakers = {w.get("speaker") for s in kyutai_export["segments"] for w in s["words"]} - {None}
     grpc_speakers = {w.get("speaker") for s in grpc_export["segments"] for w in s["words"]} - {None}
     assert len(speakers) >= min(2, len(grpc_speakers)) >= 1
 
 
 def test_bad_input_closes_only_its_connection_with_a_code(meet):
-    *_, bad, _, counts = meet
+    bad, counts = meet[4], meet[6]
     codes = [code for code, _ in bad]
     assert codes == [1008, 1008, 1007, 1003, 1007, 1009, 1003]
     assert "kyutai-api-key" in bad[0][1] and "kyutai-api-key" in bad[1][1]
