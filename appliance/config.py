@@ -325,7 +325,13 @@ class HttpConfig:
     listen: str = "127.0.0.1:8080"
     allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
     heartbeat_seconds: float = 2.0  # an SSE stream with no event sends a heartbeat this often
-    max_body_bytes: int = 1 << 20  # request bodies (none of today's routes takes one)
+    max_body_bytes: int = 1 << 20  # request bodies (the transcription upload has its own limit)
+    # /api/asr-streaming (Kyutai): one message; Meet sends 80 ms (1,920 samples, ~10 kB).
+    asr_max_message_bytes: int = 256 << 10
+    # /v1/audio/transcriptions (OpenAI): the upload, and the files accepted at once (one is
+    # transcribed at a time, beside the live rooms; the rest wait; past this a 429).
+    transcription_max_bytes: int = 512 << 20
+    transcription_queue: int = 4
 
     def __post_init__(self) -> None:
         host, _, port = self.listen.rpartition(":")
@@ -333,6 +339,10 @@ class HttpConfig:
                  f"expected HOST:PORT, got {self.listen!r}")
         _require(0.1 <= self.heartbeat_seconds <= 60, "http.heartbeat_seconds", "must be between 0.1 and 60 s")
         _require(self.max_body_bytes >= 1, "http.max_body_bytes", "must be >= 1")
+        _require(1 << 10 <= self.asr_max_message_bytes <= 64 << 20, "http.asr_max_message_bytes",
+                 "must be between 1 KiB and 64 MiB")
+        _require(self.transcription_max_bytes >= 1 << 10, "http.transcription_max_bytes", "must be >= 1 KiB")
+        _require(1 <= self.transcription_queue <= 1000, "http.transcription_queue", "must be between 1 and 1000")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from appliance.service.interceptors import RpcCountingInterceptor
 from appliance.service.server import SERVICES, RoomHealth, build_server
 from appliance.session import Session
 from appliance.subtitles.events import SessionState
+from appliance.transcription import FileTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +312,11 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
-    http = HttpFace(config.http, config.server, daemon, hooks=metrics) if config.http.enabled else None
+    # Files (the OpenAI endpoint) on a thread of their own: one at a time, beside the live rooms.
+    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription")
+    transcriber = FileTranscriber(models.recognizer, models.diarization, config.diarization, files)
+    http = (HttpFace(config.http, config.server, daemon, hooks=metrics, transcriber=transcriber)
+            if config.http.enabled else None)
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
@@ -345,6 +350,7 @@ async def running(
             metrics_server.shutdown()
             metrics_server.server_close()
         daemon.executor.shutdown(wait=True, cancel_futures=True)
+        files.shutdown(wait=False, cancel_futures=True)  # a file half done is abandoned with its request
 
 
 async def serve(config: AppConfig, notifier: Notifier | None = None) -> None:

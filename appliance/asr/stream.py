@@ -81,6 +81,13 @@ class AsrStream:
         return (self.ring.end - self._decoded_to) / SAMPLE_RATE
 
     @property
+    def settled_seconds(self) -> float:
+        """Audio up to which every word is final: all received audio when nothing is pending,
+        else up to the decode buffer's start (words before it were committed)."""
+        pending = self._speaking or self._settling or self._flush_at is not None or bool(self._partial)
+        return (self._start if pending else self.ring.end) / SAMPLE_RATE
+
+    @property
     def buffer_seconds(self) -> float:
         return (self.ring.end - self._start) / SAMPLE_RATE
 

@@ -6,6 +6,8 @@ Routes (more are added beside these, e.g. a WebSocket for pushed audio):
   GET /sessions, /sessions/{session}         what the gRPC Sessions.List/Get report, as JSON
   GET /sessions/{session}/transcript.{fmt}   the Export formats: vtt, srt, json, rttm
   GET /healthz                               open (no token), says nothing about the rooms
+  GET /api/asr-streaming                     Kyutai-compatible pushed audio (WebSocket; see kyutai.py)
+  POST /v1/audio/transcriptions              OpenAI-compatible file transcription (see openai.py)
 """
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ from appliance.config import HttpConfig, ServerConfig
 from appliance.delivery.encoding import EncodedOnce
 from appliance.delivery.eventlog import ResumeError
 from appliance.delivery.export import MEDIA_TYPES, NoSpeakerLabels, export
-from appliance.delivery.fanout import SlowSubscriber, SlowWriteGuard, Subscriber, SubscriptionEnded, subscribe
+from appliance.delivery.fanout import Backlog, SlowSubscriber, SlowWriteGuard, Subscriber, SubscriptionEnded, subscribe
 from appliance.delivery.tokens import read_tokens, token_matches
-from appliance.http import sse
+from appliance.http import kyutai, openai, sse
 from appliance.session import Session
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,9 @@ SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # what config and push ids are 
 TOKEN_COOKIE = "appliance_token"
 METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"}  # anything else counts as "other"
 OPEN_ROUTES = {"/healthz", "/static/{name}"}  # no token: they reveal nothing about any room
+# Routes that check the token themselves: the Kyutai protocol sends it as `kyutai-api-key` and
+# is refused with a WebSocket close code, not an HTTP status.
+SELF_AUTHORISED = {kyutai.ROUTE}
 STATIC = ("captions.css", "captions.js")
 # Flow control for an SSE reader, like HTTP/2's for a gRPC subscriber: a write waits once this
 # much is unsent (in the socket's send buffer, fixed rather than autotuned to megabytes, and in
@@ -73,11 +78,17 @@ class HttpHooks(Protocol):
 
     def http_request(self, route: str, method: str, status: int) -> None: ...
 
+    def auth_failed(self, method: str) -> None: ...
+
+    def bad_input_seen(self, method: str, reason: str) -> None: ...
+
 
 class NoHooks:
     def event_sent(self, event_kind: str) -> None: ...
     def subscriber_ended_slow(self, session_id: str) -> None: ...
     def http_request(self, route: str, method: str, status: int) -> None: ...
+    def auth_failed(self, method: str) -> None: ...
+    def bad_input_seen(self, method: str, reason: str) -> None: ...
 
 
 def _error(status: type[web.HTTPException], message: str, **headers: str) -> web.HTTPException:
@@ -108,7 +119,8 @@ def _static(name: str) -> bytes:
 class HttpFace:
     """The HTTP application over `rooms`, and its listener once started."""
 
-    def __init__(self, config: HttpConfig, server: ServerConfig, rooms: Rooms, hooks: HttpHooks | None = None):
+    def __init__(self, config: HttpConfig, server: ServerConfig, rooms: Rooms, hooks: HttpHooks | None = None,
+                 transcriber: openai.FileTranscriber | None = None):
         self.config = config
         self.server = server  # TLS, tokens and subscriber limits are the gRPC server's
         self.rooms = rooms
@@ -118,6 +130,10 @@ class HttpFace:
         self.page = _static("captions.html").decode()
         self.assets = {name: _static(name) for name in STATIC}
         self.stopping = False
+        self.kyutai = kyutai.KyutaiEndpoint(rooms, self.tokens, self.hooks, config.asr_max_message_bytes,
+                                            Backlog(server.subscriber_backlog, server.subscriber_backlog_seconds,
+                                                    server.subscriber_backlog_bytes))
+        self.openai = openai.TranscriptionEndpoint(transcriber, config, self.hooks) if transcriber else None
         self.app = self._build_app()
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -133,6 +149,9 @@ class HttpFace:
             web.get("/sessions/{session}", self.get_session),
             web.get("/sessions/{session}/transcript.{fmt}", self.transcript),
         ])
+        self.kyutai.add_routes(app)
+        if self.openai is not None:
+            self.openai.add_routes(app)
         return app
 
     # --- lifecycle ---
@@ -198,7 +217,8 @@ class HttpFace:
 
     @web.middleware
     async def _authorise(self, request: web.Request, handler) -> web.StreamResponse:
-        if self.tokens is None or _route(request) in OPEN_ROUTES or request.match_info.route.resource is None:
+        if (self.tokens is None or _route(request) in OPEN_ROUTES | SELF_AUTHORISED
+                or request.match_info.route.resource is None):
             return await handler(request)
         presented = self._presented(request)
         if not presented:

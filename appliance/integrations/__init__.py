@@ -1,0 +1,1 @@
+"""Adapters for other software (optional extras). The daemon never imports this package."""
