@@ -17,6 +17,38 @@ from pathlib import Path
 SAMPLE_RATE = 16_000  # every stage after capture works on 16 kHz mono float32
 
 
+# Whisper's language codes (faster_whisper.tokenizer._LANGUAGE_CODES), to check a setting
+# without loading a model; "auto" detects the language from the room's speech.
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu "
+    "hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro "
+    "ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue".split())
+AUTO = "auto"
+TASKS = ("transcribe", "translate")  # translate: Whisper's own task, English subtitles of any speech
+
+
+def language_problem(language: str | None) -> str | None:
+    """Why `language` cannot be a room's language, or None (None and "auto" mean: detect it)."""
+    if language is None or language == AUTO or language in WHISPER_LANGUAGES:
+        return None
+    return f"unknown language {language!r}: a Whisper language code (en, fr, de, ...) or \"auto\""
+
+
+def task_problem(task: str | None) -> str | None:
+    return None if task is None or task in TASKS else f"unknown task {task!r}: transcribe or translate"
+
+
+@dataclass(frozen=True)
+class RoomAsr:
+    """What one room asks of speech recognition: a model (manifest name or directory), its
+    language (None: detect) and the task. Resolved from [asr], the room's table, or the first
+    AudioChunk of a pushed stream; checked against the model when the room starts."""
+
+    model: str
+    language: str | None = None
+    task: str = "transcribe"
+
+
 class SourceKind(StrEnum):
     """Where a session's audio comes from."""
 
@@ -53,13 +85,15 @@ class AsrConfig:
     """The Whisper recognizer (CTranslate2)."""
 
     model: str = "whisper-tiny.en"  # a manifest name, or a path to any CT2 Whisper directory
-    language: str | None = None  # None: the model's only language, or auto-detect
+    language: str | None = None  # rooms' default; None or "auto": detect (English-only models: en)
+    task: str = "transcribe"  # rooms' default: transcribe, or translate (English subtitles of any speech)
     device: str = "cpu"  # cpu | cuda | auto
     compute_type: str = "int8"
     cpu_threads: int = 2
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
-    no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech
+    no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech ...
+    log_prob_threshold: float = -1.0  # ... when its mean token log probability is also below this
     tokens_per_second: float = 8.0  # streaming: cap generated tokens at this rate of audio (+10); speech is ~3-5
     # Loop guard of a decode narrower than beam_size: above this gzip compression ratio of its text
     # (or a repeated n-gram at its end, or the token cap reached) it is decoded again at beam_size. 0: ratio off.
@@ -67,10 +101,13 @@ class AsrConfig:
 
     def __post_init__(self) -> None:
         _require(self.device in ("cpu", "cuda", "auto"), "asr.device", f"unknown device {self.device!r}")
+        _require(language_problem(self.language) is None, "asr.language", language_problem(self.language) or "")
+        _require(task_problem(self.task) is None, "asr.task", task_problem(self.task) or "")
         _require(self.cpu_threads >= 1, "asr.cpu_threads", "must be >= 1")
         _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
         _require(0 <= self.min_window <= 30, "asr.min_window", "must be between 0 and 30 seconds")
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")
+        _require(self.log_prob_threshold <= 0, "asr.log_prob_threshold", "is a log probability: must be <= 0")
         _require(1 <= self.tokens_per_second <= 20, "asr.tokens_per_second", "must be between 1 and 20")
         _require(self.compression_ratio_threshold == 0 or self.compression_ratio_threshold >= 1,
                  "asr.compression_ratio_threshold", "must be 0 (off) or >= 1")
@@ -276,6 +313,29 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP face: the room-screen page, Server-Sent Events, exports.
+
+    TLS (certificate, key, client CA) and bearer tokens are the gRPC server's ([server]):
+    one set of secrets for the box. Limits on subscribers and their backlog are the
+    server's too: an SSE reader is a subscriber like any other.
+    """
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
+    heartbeat_seconds: float = 2.0  # an SSE stream with no event sends a heartbeat this often
+    max_body_bytes: int = 1 << 20  # request bodies (none of today's routes takes one)
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "http.listen",
+                 f"expected HOST:PORT, got {self.listen!r}")
+        _require(0.1 <= self.heartbeat_seconds <= 60, "http.heartbeat_seconds", "must be between 0.1 and 60 s")
+        _require(self.max_body_bytes >= 1, "http.max_body_bytes", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Logs go to stderr (the journal under systemd), one key=value line per record."""
 
@@ -305,12 +365,18 @@ class SessionConfig:
     source: SourceKind = SourceKind.MICROPHONE  # microphone | replay
     file: Path | None = None  # replay: the recording
     device: str | int | None = None  # microphone: overrides capture.device for this room
+    model: str | None = None  # this room's recognizer (default asr.model), e.g. "whisper-base" for French
+    language: str | None = None  # this room's language (default asr.language; "auto": detect)
+    task: str | None = None  # transcribe | translate (default asr.task)
 
     def __post_init__(self) -> None:
         problem = session_id_problem(self.id)
         _require(problem is None, "sessions.id", problem or "")
         _require(self.source in (SourceKind.MICROPHONE, SourceKind.REPLAY), f"sessions.{self.id}.source",
                  f"unknown source {str(self.source)!r} (microphone or replay)")
+        _require(language_problem(self.language) is None, f"sessions.{self.id}.language",
+                 language_problem(self.language) or "")
+        _require(task_problem(self.task) is None, f"sessions.{self.id}.task", task_problem(self.task) or "")
         _require(self.source != "replay" or (self.file is not None and Path(self.file).is_file()),
                  f"sessions.{self.id}.file", f"replay needs an existing file, got {self.file}")
 
@@ -442,6 +508,7 @@ class AppConfig:
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     sessions: tuple[SessionConfig, ...] = ()
@@ -449,13 +516,29 @@ class AppConfig:
     def __post_init__(self) -> None:
         ids = [s.id for s in self.sessions]
         _require(len(ids) == len(set(ids)), "sessions", f"duplicate session ids in {ids}")
+        # The HTTP face carries the same tokens as gRPC: plaintext only where nobody can listen in.
+        _require(not self.http.enabled or self.server.tls or _host(self.http.listen) in LOOPBACK
+                 or self.http.allow_insecure_remote,
+                 "http.listen", f"{self.http.listen} is not loopback: configure server.tls_cert/tls_key "
+                 "(the HTTP face uses the same certificate) or set http.allow_insecure_remote = true")
+
+    def room_asr(self, room: SessionConfig | None = None, model: str | None = None, language: str | None = None,
+                 task: str | None = None) -> RoomAsr:
+        """A room's recognition: what its caller declared (a pushed stream's first chunk), else its
+        [[sessions]] table, else [asr]."""
+        def first(*values):
+            return next((v for v in values if v), None)
+
+        return RoomAsr(model=first(model, room and room.model, self.asr.model),
+                       language=first(language, room and room.language, self.asr.language),
+                       task=first(task, room and room.task, self.asr.task))
 
 
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
              "capture": CaptureConfig, "diarization": DiarizationConfig, "server": ServerConfig,
-             "metrics": MetricsConfig, "log": LogConfig, "debug": DebugConfig}
+             "metrics": MetricsConfig, "http": HttpConfig, "log": LogConfig, "debug": DebugConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 

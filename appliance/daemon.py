@@ -20,7 +20,19 @@ from appliance.audio.decode import load_audio
 from appliance.audio.pcm import PcmFormat
 from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.build import Models, StateListener, build_session
-from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig, SourceKind, session_id_problem
+from appliance.config import (
+    AppConfig,
+    CaptureConfig,
+    MetricsConfig,
+    RoomAsr,
+    SessionConfig,
+    SourceKind,
+    language_problem,
+    session_id_problem,
+    task_problem,
+)
+from appliance.inference.manifest import ModelError
+from appliance.http.app import HttpFace
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
 from appliance.service.interceptors import RpcCountingInterceptor
@@ -59,7 +71,28 @@ class Daemon:
     def all(self) -> list[Session]:
         return list(self.sessions.values())
 
-    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
+    async def room_asr(self, model: str, language: str, task: str) -> RoomAsr:
+        """What a pushed stream asks for (empty: the daemon's [asr] defaults), checked, its model loaded
+        (once, in the executor, the first time a room uses it). ValueError says what is wrong."""
+        for problem in (language_problem(language or None), task_problem(task or None)):
+            if problem:
+                raise ValueError(problem)
+        room = self.config.room_asr(None, model or None, language or None, task or None)
+        recognizers = self.models.recognizers
+        known = {name for name, spec in recognizers.manifest.items() if spec.role == "asr"}
+        known |= {self.config.room_asr(r).model for r in (None, *self.config.sessions)}
+        if room.model not in known:  # never a path a client names
+            raise ValueError(f"unknown model {room.model!r} (this box has: {', '.join(sorted(known))})")
+        if not recognizers.loaded(room.model):
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor, recognizers.get, room.model)
+            except ModelError as exc:
+                raise ValueError(f"model {room.model!r} cannot be loaded: {exc}") from None
+        recognizers.check(room, "model")
+        return room
+
+    def open_push(self, session_id: str | None, audio_format: PcmFormat,
+                  room: RoomAsr | None = None) -> tuple[Session, PushSource]:
         if session_id is not None and (problem := session_id_problem(session_id)):
             raise ValueError(problem)
         if session_id is None:
@@ -72,7 +105,7 @@ class Daemon:
                    if s.source_kind == SourceKind.PUSH and s.state != SessionState.ENDED)
         if live >= self.config.server.max_push_sessions:
             raise OverflowError(f"at most {self.config.server.max_push_sessions} pushed streams at once")
-        session = self._start(session_id, SourceKind.PUSH, lambda on_state: PushSource(audio_format))
+        session = self._start(session_id, SourceKind.PUSH, lambda on_state: PushSource(audio_format), room)
         return session, session.pipeline.source
 
     # --- what sessions report (session.SessionHooks) ---
@@ -105,9 +138,10 @@ class Daemon:
 
     # --- sessions ---
 
-    def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object]) -> Session:
+    def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object],
+               room: RoomAsr | None = None) -> Session:
         session = build_session(session_id, kind, make_source, self.config, self.models, self.executor,
-                                self, self._unstall)
+                                self, self._unstall, room)
         self.sessions[session_id] = session
         self.tasks[session_id] = asyncio.create_task(self._run(session), name=f"session-{session_id}")
         self._forget_old_sessions()
@@ -153,7 +187,7 @@ class Daemon:
 
     def start_configured(self, source_for: SourceFactory) -> None:
         for room in self.config.sessions:
-            self._start(room.id, room.source, functools.partial(source_for, room))
+            self._start(room.id, room.source, functools.partial(source_for, room), self.config.room_asr(room))
 
     def stalled(self, limit: float) -> list[str]:
         """Sessions whose pipeline has been inside one decode for longer than `limit` seconds."""
@@ -232,6 +266,7 @@ class Running:
     daemon: Daemon
     port: int
     metrics_port: int | None
+    http_port: int | None = None
 
 
 async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
@@ -276,11 +311,13 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
+    http = HttpFace(config.http, config.server, daemon, hooks=metrics) if config.http.enabled else None
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
     await server.start()
     sweeper = asyncio.create_task(_sweeper(daemon), name="sweeper")
+    http_port = await http.start() if http is not None else None
     watchdog = None
     if notifier is not None and notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(daemon, notifier), name="watchdog")
@@ -288,15 +325,20 @@ async def running(
         daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
             await health_servicer.set(name, _health("SERVING"))
-        log.info("listening on %s (port %d), metrics on %s, sessions: %s", config.server.listen, port,
-                 f"port {metrics_port}" if metrics_port else "off", ", ".join(daemon.sessions) or "none")
-        yield Running(daemon, port, metrics_port)
+        log.info("listening on %s (port %d), http on %s, metrics on %s, sessions: %s", config.server.listen, port,
+                 f"port {http_port}" if http_port else "off", f"port {metrics_port}" if metrics_port else "off",
+                 ", ".join(daemon.sessions) or "none")
+        yield Running(daemon, port, metrics_port, http_port)
     finally:
         log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
         await health_servicer.enter_graceful_shutdown()
+        if http is not None:
+            http.stopping = True  # /healthz says so while the rooms drain
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
         sweeper.cancel()
+        if http is not None:
+            await http.stop()  # after the drain: SSE readers got the rooms' last cues
         if watchdog is not None:
             watchdog.cancel()
         if metrics_server is not None:

@@ -18,7 +18,7 @@ from faster_whisper.audio import pad_or_trim
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, get_ctranslate2_storage, merge_punctuations
 
-from appliance.config import SAMPLE_RATE, AsrConfig
+from appliance.config import AUTO, SAMPLE_RATE, AsrConfig
 from appliance.subtitles.types import Word
 
 
@@ -28,14 +28,26 @@ APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
 class Recognizer(Protocol):
+    multilingual: bool  # False: an English-only model (no language, no translation)
+
     def transcribe(self, samples: np.ndarray, prompt: str | None = None, *,
-                   beam_size: int | None = None) -> list[Word]:
+                   beam_size: int | None = None, language: str | None = None, task: str | None = None) -> list[Word]:
         """Words in `samples` (16 kHz mono float32), times relative to its first sample.
 
         `beam_size` None: the recognizer's configured (final-quality) beam; 1: greedy, for
-        tentative decodes whose words may still change.
+        tentative decodes whose words may still change. `language` None or "auto": detected
+        in this buffer (a multilingual model); `task` "translate": English words for any speech.
         """
         ...
+
+    def detect_language(self, samples: np.ndarray) -> list[tuple[str, float]]:
+        """(language code, probability) heard in `samples`, most likely first."""
+        ...
+
+
+def fixed_language(language: str | None) -> str | None:
+    """A language to decode in, or None when it is to be detected."""
+    return None if language in (None, AUTO) else language
 
 
 def _words(segments: Iterable[Segment]) -> Iterable[Word]:
@@ -77,6 +89,7 @@ def repeats_at_end(tokens: list[int], max_ngram: int = 16, long_ngram: int = 6) 
 class Generated:
     tokens: list[int]  # text tokens, end-of-text removed
     no_speech_prob: float
+    avg_logprob: float  # mean log probability per token (Whisper's confidence in the text)
     capped: bool  # generation stopped at the token cap, not at end-of-text
 
 
@@ -99,11 +112,11 @@ class WhisperRecognizer:
     def __init__(self, model: WhisperModel, config: AsrConfig):
         self.model = model
         self.config = config
-        self._multilingual = model.model.is_multilingual
-        # Read-only after construction: a per-call language gets its own Tokenizer.
+        self.multilingual = model.model.is_multilingual
+        # Read-only after construction: a per-call language or task gets its own Tokenizer.
         self._tokenizer = Tokenizer(
-            model.hf_tokenizer, self._multilingual, task="transcribe",
-            language=config.language or ("en" if self._multilingual else None),
+            model.hf_tokenizer, self.multilingual, task="transcribe",
+            language=fixed_language(config.language) or ("en" if self.multilingual else None),
         )
         self.fallbacks = 0  # greedy decodes redone with the full beam (a loop was caught)
 
@@ -124,12 +137,37 @@ class WhisperRecognizer:
         """Encoder output for a batch of feature windows of one length."""
         return self.model.model.encode(get_ctranslate2_storage(np.stack(features)))
 
-    def tokenizer(self, encoded: ctranslate2.StorageView) -> Tokenizer:
-        """The tokenizer of this call's language (detected when the model is multilingual and none is set)."""
-        if not self._multilingual or self.config.language is not None:
+    def tokenizer(self, encoded: ctranslate2.StorageView, language: str | None = None,
+                  task: str | None = None) -> Tokenizer:
+        """The tokenizer of this call's language and task; the language is detected in `encoded`
+        when the model is multilingual and none is fixed (by the call or asr.language)."""
+        task = task or self.config.task
+        if not self.multilingual:
             return self._tokenizer
-        language_token = self.model.model.detect_language(encoded)[0][0][0]
-        return Tokenizer(self.model.hf_tokenizer, True, task="transcribe", language=language_token[2:-2])
+        language = fixed_language(language) or fixed_language(self.config.language)
+        if language is None:
+            language = self.model.model.detect_language(encoded)[0][0][0][2:-2]
+        if (language, task) == (self._tokenizer.language_code, "transcribe"):
+            return self._tokenizer
+        return Tokenizer(self.model.hf_tokenizer, True, task=task, language=language)
+
+    def cannot(self, language: str | None, task: str | None) -> str | None:
+        """Why this model cannot decode `language` / do `task`, or None."""
+        if not self.multilingual and language not in (None, AUTO, "en"):
+            return (f"is an English-only model; it cannot do language {language!r} "
+                    "(use a multilingual model such as whisper-base)")
+        if not self.multilingual and task == "translate":
+            return "is an English-only model; it cannot translate (use a multilingual model such as whisper-base)"
+        return None
+
+    def detect_language(self, samples: np.ndarray) -> list[tuple[str, float]]:
+        """(language code, probability) for `samples`, most likely first (multilingual models);
+        an English-only model says [("en", 1.0)]."""
+        if not self.multilingual:
+            return [("en", 1.0)]
+        features, _ = self.features(samples[-MAX_WINDOW * SAMPLE_RATE:])
+        ranked = self.model.model.detect_language(self.encode([features]))[0]
+        return [(token[2:-2], float(probability)) for token, probability in ranked]
 
     def prompt_tokens(self, tokenizer: Tokenizer, prompt: str | None) -> list[int]:
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
@@ -147,12 +185,14 @@ class WhisperRecognizer:
         max_length = self.max_length(max(map(len, prompts)), max(max_new))
         results = self.model.model.generate(
             encoded, prompts, beam_size=beam_size, max_length=max_length,
-            return_scores=False, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )
         out = []
         for result, cap in zip(results, max_new):
             tokens = [t for t in result.sequences_ids[0] if t < eot]
-            out.append(Generated(tokens[:cap], result.no_speech_prob, capped=len(tokens) >= cap))
+            # CTranslate2's score is the length-normalised log probability; Whisper averages over n + 1.
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
+            out.append(Generated(tokens[:cap], result.no_speech_prob, avg_logprob, capped=len(tokens) >= cap))
         return out
 
     def looped(self, tokenizer: Tokenizer, generated: Generated) -> bool:
@@ -182,25 +222,29 @@ class WhisperRecognizer:
 
     # -- one call ----------------------------------------------------------------------
     def transcribe(self, samples: np.ndarray, prompt: str | None = None, *,
-                   beam_size: int | None = None) -> list[Word]:
+                   beam_size: int | None = None, language: str | None = None, task: str | None = None) -> list[Word]:
         config = self.config
         beam = beam_size or config.beam_size
         features, content_frames = self.features(samples)
         encoded = self.encode([features])
-        tokenizer = self.tokenizer(encoded)
+        tokenizer = self.tokenizer(encoded, language, task)
         prompt_ids = self.prompt_tokens(tokenizer, prompt)
         cap = self.max_new_tokens(len(samples) / SAMPLE_RATE)
         (generated,) = self.generate(encoded, [prompt_ids], beam, [cap], tokenizer.eot)
         if beam < config.beam_size and self.looped(tokenizer, generated):
             self.fallbacks += 1
             (generated,) = self.generate(encoded, [prompt_ids], config.beam_size, [cap], tokenizer.eot)
-        if not generated.tokens or generated.no_speech_prob > config.no_speech_threshold:
+        # Whisper's own silence rule: non-speech only if it says so AND is unsure of the text it made
+        # (no_speech_prob alone drops real speech a multilingual model finds unusual, e.g. synthetic French).
+        if not generated.tokens or (generated.no_speech_prob > config.no_speech_threshold
+                                    and generated.avg_logprob < config.log_prob_threshold):
             return []
         (words,) = self.align(tokenizer, [generated.tokens], encoded, [content_frames])
         return words
 
     def transcribe_file(
-        self, samples: np.ndarray, progress: Callable[[float], None] | None = None
+        self, samples: np.ndarray, progress: Callable[[float], None] | None = None,
+        language: str | None = None, task: str | None = None,
     ) -> tuple[list[Word], str]:
         """A whole recording, offline: Whisper's own 30 s windows with VAD; returns (words, language).
 
@@ -208,7 +252,8 @@ class WhisperRecognizer:
         """
         segments, info = self.model.transcribe(
             samples,
-            language=self.config.language,
+            language=fixed_language(language) or fixed_language(self.config.language),
+            task=task or self.config.task,
             beam_size=self.config.beam_size,
             word_timestamps=True,
             vad_filter=True,

@@ -15,9 +15,10 @@ import numpy as np
 from appliance.asr.hypothesis import guard_hypothesis
 from appliance.asr.policy import CommitPolicy
 from appliance.subtitles.types import Decision
+from appliance.asr.language import LanguagePolicy
 from appliance.asr.recognizer import Recognizer
 from appliance.audio.frames import RingBuffer
-from appliance.config import SAMPLE_RATE, StreamingConfig
+from appliance.config import AUTO, SAMPLE_RATE, StreamingConfig
 from appliance.subtitles.types import Word
 from appliance.vad.silero import VadStream
 
@@ -37,10 +38,19 @@ def _shift(words: list[Word], offset: float) -> list[Word]:
 
 
 class AsrStream:
-    def __init__(self, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None = None):
+    """One room's streaming recognition. `language` fixed (or None with no `detector`: the
+    recognizer's default), or decided by `detector` from the room's speech; `task` transcribe
+    or translate."""
+
+    def __init__(self, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None = None, *,
+                 language: str | None = None, task: str | None = None, detector: LanguagePolicy | None = None):
         self.config = config or StreamingConfig()
         self.recognizer = recognizer
         self.vad = vad
+        self.language = language
+        self.task = task
+        self.detector = detector
+        self._speech_samples = 0  # heard inside VAD speech regions: what the language detector waits for
         c = self.config
         self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability,
                                    deadline=c.commit_deadline, context=c.commit_context)
@@ -53,6 +63,17 @@ class AsrStream:
         self._settling = False  # vad_flush off: speech ended, decoding on until nothing is pending
         self._partial: list[Word] = []
 
+    @classmethod
+    def for_room(cls, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None,
+                 language: str | None, task: str | None) -> AsrStream:
+        """A room's stream: `language` fixed, or (None / "auto" on a multilingual model) detected by a
+        LanguagePolicy; an English-only model's rooms are English."""
+        if not recognizer.multilingual:
+            return cls(recognizer, vad, config, language="en", task=task)
+        fixed = None if language == AUTO else language
+        return cls(recognizer, vad, config, language=fixed, task=task,
+                   detector=LanguagePolicy() if fixed is None else None)
+
     @property
     def backlog_seconds(self) -> float:
         """Audio received since the last decode began (what the next decode must catch up on)."""
@@ -64,6 +85,8 @@ class AsrStream:
 
     def push(self, samples: np.ndarray) -> None:
         self.ring.append(samples)
+        if self._speaking:
+            self._speech_samples += len(samples)
         for event in self.vad.push(samples):
             at = int(round(event.time * SAMPLE_RATE))
             if event.kind == "start":
@@ -157,6 +180,10 @@ class AsrStream:
         offset = self._start / SAMPLE_RATE
         beam = None if final or not self.config.tentative_beam else self.config.tentative_beam
         samples = self.ring.read(self._start, end)
-        words = self.recognizer.transcribe(samples, self.policy.prompt(before=offset), beam_size=beam)
+        speech = self._speech_samples / SAMPLE_RATE
+        if self.detector is not None and self.detector.due(speech):
+            self.language = self.detector.observe(self.recognizer.detect_language(samples), speech)
+        words = self.recognizer.transcribe(samples, self.policy.prompt(before=offset), beam_size=beam,
+                                           language=self.language, task=self.task)
         words = guard_hypothesis(words, self.config.max_word_rate)
         return _shift(words, offset)

@@ -11,29 +11,23 @@ one per address per period (the first failure, and the lockout), not one per gue
 """
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 
+from appliance.delivery.tokens import read_tokens, token_matches
 from appliance.service.interceptors import around, behaviour_of, rebuild
+
+__all__ = ["OPEN_METHODS", "Lockout", "TokenAuthInterceptor", "read_tokens"]
 
 log = logging.getLogger(__name__)
 
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
 MAX_LOCKOUT_SECONDS = 3600.0
-
-
-def read_tokens(path: Path) -> list[bytes]:
-    tokens = [line.strip().encode() for line in path.read_text().splitlines() if line.strip()]
-    if not tokens:
-        raise ValueError(f"{path}: no token in the file")
-    return tokens
 
 
 def peer_host(peer: str) -> str:
@@ -103,10 +97,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         scheme, _, token = (values[0] if isinstance(values[0], str) else values[0].decode()).partition(" ")
         if scheme.lower() != "bearer" or not token:
             return "authorization metadata must be 'Bearer <token>'"
-        presented = token.strip().encode()
-        # Compare against every token so timing does not reveal which (or whether one) matched.
-        matches = [hmac.compare_digest(presented, known) for known in self._tokens]
-        return None if any(matches) else "invalid token"
+        return None if token_matches(token, self._tokens) else "invalid token"
 
     async def intercept_service(
         self,

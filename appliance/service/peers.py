@@ -40,7 +40,13 @@ def disconnect(peer: str, fd_dir: str = "/proc/self/fd") -> int:
         with contextlib.suppress(OSError, ValueError):
             if not os.readlink(f"{fd_dir}/{name}").startswith("socket:"):
                 continue
-            with socket.socket(fileno=os.dup(int(name))) as sock:  # a duplicate: family and type detected
+            duplicate = os.dup(int(name))
+            try:
+                sock = socket.socket(fileno=duplicate)  # family and type detected from the descriptor
+            except OSError:
+                os.close(duplicate)
+                continue
+            with sock:
                 if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
                     continue
                 host, port = sock.getpeername()[:2]

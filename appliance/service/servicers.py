@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -13,14 +12,20 @@ from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.audio.sources import PushSource
-from appliance.config import ServerConfig
+from appliance.config import RoomAsr, ServerConfig
 from appliance.delivery.eventlog import ResumeError
-from appliance.delivery.fanout import Backlog, SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.delivery.export import NoSpeakerLabels, export
+from appliance.delivery.fanout import (
+    Backlog,
+    SlowSubscriber,
+    SlowWriteGuard,
+    Subscriber,
+    SubscriptionEnded,
+    subscribe,
+)
 from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.service.peers import disconnect
 from appliance.session import Session
-from appliance.subtitles.events import EventKind
-from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,13 @@ class Rooms(Protocol):
 
     def all(self) -> list[Session]: ...
 
-    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
+    async def room_asr(self, model: str, language: str, task: str) -> RoomAsr:
+        """The recognition a pushed stream declared (empty: defaults), checked and its model loaded;
+        ValueError says what is wrong."""
+        ...
+
+    def open_push(self, session_id: str | None, audio_format: PcmFormat,
+                  room: RoomAsr | None = None) -> tuple[Session, PushSource]:
         """A new pushed-audio session; ValueError for an id that cannot name a room, KeyError if
         the id is taken, OverflowError past the limit."""
         ...
@@ -68,32 +79,6 @@ def _no_session(session_id: str) -> str:
     return f"no session {session_id[:64]!r}{'...' if len(session_id) > 64 else ''}"
 
 
-class _SlowWriteGuard:
-    """Gets a handler out of a write that a subscriber marked slow will never finish.
-
-    A client that stops reading blocks `context.write` (HTTP/2 flow control). When the
-    fan-out marks its subscriber slow during such a write, the handler's task is cancelled
-    out of it and ends the call with RESOURCE_EXHAUSTED. Other failures (a bad push) wait
-    for the write: that client is reading. One guard per call, not a task raced against
-    every write: at 1,000 subscribers per-write tasks were a large part of the fan-out cost.
-    """
-
-    def __init__(self, subscriber: Subscriber):
-        self.task = asyncio.current_task()
-        self.subscriber = subscriber
-        self.fired = False
-        subscriber.on_failure = self._failed
-
-    def _failed(self, failure: Exception) -> None:
-        if self.subscriber.writing_since is not None and isinstance(failure, SlowSubscriber) and not self.fired:
-            self.fired = True
-            self.task.cancel()
-
-    def absorb(self) -> bool:
-        """After a CancelledError: True if it was the guard's alone (now undone), False if the call's."""
-        return self.fired and self.task.uncancel() == 0
-
-
 class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     def __init__(self, rooms: Rooms, config: ServerConfig, hooks: ServiceHooks | None = None):
         self.rooms = rooms
@@ -114,18 +99,16 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"session {session.session_id!r} has its maximum of "
                          f"{self.config.max_subscribers_per_session} subscribers")
+        subscriber = subscriber or self._subscriber(include_partials)
         try:
-            backlog = session.log.since(from_seq)
+            backlog = subscribe(session.log, session.fanout, from_seq, subscriber)
         except ResumeError as exc:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        subscriber = subscriber or self._subscriber(include_partials)
-        session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
-        guard = _SlowWriteGuard(subscriber)
+        guard = SlowWriteGuard(subscriber)
         try:
             for event in backlog:
-                if event.kind != EventKind.PARTIAL or include_partials:
-                    subscriber.last_seq = event.seq
-                    await self._write(context, guard, event)
+                subscriber.last_seq = event.seq
+                await self._write(context, guard, event)
             while (event := await subscriber.next()) is not None:
                 await self._write(context, guard, event)
         except SlowSubscriber as exc:
@@ -144,12 +127,9 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
                          self.config.subscriber_backlog_bytes)
         return Subscriber(include_partials, limits, size=lambda event: len(self.encoded(event)))
 
-    async def _write(self, context: grpc.aio.ServicerContext, guard: _SlowWriteGuard, event) -> None:
-        guard.subscriber.writing_since = time.monotonic()
-        try:
+    async def _write(self, context: grpc.aio.ServicerContext, guard: SlowWriteGuard, event) -> None:
+        with guard.writing():
             await context.write(self.encoded(event))
-        finally:
-            guard.subscriber.writing_since = None
         self.hooks.event_sent(event.kind)
 
     async def _too_slow(self, context: grpc.aio.ServicerContext, session: Session, subscriber: Subscriber,
@@ -182,7 +162,11 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         except PcmError as exc:
             await self._bad(context, str(exc))
         try:
-            session, source = self.rooms.open_push(first.session_id or None, audio_format)
+            room = await self.rooms.room_asr(first.model, first.language, first.task)
+        except ValueError as exc:
+            await self._bad(context, str(exc))
+        try:
+            session, source = self.rooms.open_push(first.session_id or None, audio_format, room)
         except ValueError as exc:
             await self._bad(context, str(exc))
         except KeyError as exc:
@@ -237,20 +221,23 @@ def add_subtitles_servicer(servicer: SubtitlesServicer, server: grpc.aio.Server)
 
 
 def session_info(session: Session) -> pb.SessionInfo:
+    info = session.info()
     return pb.SessionInfo(
-        session_id=session.session_id,
-        state=state_to_pb(session.state),
-        source=session.source_kind,
-        audio_seconds=session.pipeline.audio_seconds,
-        last_seq=session.log.last_seq,
-        subscribers=len(session.fanout.subscribers),
-        final_cues=session.log.final_cues,
-        message=session.message,
+        session_id=info.session_id,
+        state=state_to_pb(info.state),
+        source=info.source,
+        audio_seconds=info.audio_seconds,
+        last_seq=info.last_seq,
+        subscribers=info.subscribers,
+        final_cues=info.final_cues,
+        message=info.message,
+        model=info.model,
+        language=info.language,
+        task=info.task,
     )
 
 
-_EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subrip"),
-            pb.JSON: ("json", "application/json"), pb.RTTM: ("rttm", "text/plain")}
+_EXPORTS = {pb.WEBVTT: "vtt", pb.SRT: "srt", pb.JSON: "json", pb.RTTM: "rttm"}
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
@@ -275,14 +262,9 @@ class SessionsServicer(pb_grpc.SessionsServicer):
         if request.format not in _EXPORTS:
             self.hooks.bad_input_seen("Export", f"unknown format {request.format}")
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
-        name, media_type = _EXPORTS[request.format]
-        cues = session.log.cues()
-        if name == "rttm":
-            turns = turns_from_words([w for cue in cues for w in cue.words])
-            if not turns:
-                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                             f"session {session.session_id!r} has no speaker labels (diarization off or no speech yet)")
-            content = to_rttm(turns, session.session_id)
-        else:
-            content = CUE_WRITERS[name](cues, duration=session.pipeline.audio_seconds, language=session.language)
-        return pb.ExportResponse(content=content, media_type=media_type)
+        try:
+            result = export(session.log, _EXPORTS[request.format], duration=session.pipeline.audio_seconds,
+                            language=session.language)
+        except NoSpeakerLabels as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return pb.ExportResponse(content=result.content, media_type=result.media_type)

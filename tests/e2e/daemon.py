@@ -24,6 +24,8 @@ class DaemonProcess:
         self.config = workdir / "appliance.toml"
         if "[metrics]" not in config_text:  # not the default port: other daemons may be running
             config_text += '\n[metrics]\nlisten = "127.0.0.1:0"\n'
+        if "[http]" not in config_text:
+            config_text += '\n[http]\nlisten = "127.0.0.1:0"\n'
         self.config.write_text(config_text.replace("{address}", self.address))
         self.log = workdir / "daemon.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}

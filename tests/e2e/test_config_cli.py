@@ -40,6 +40,9 @@ BAD = {
                                    "metrics.listen"),
     "pushed-room id rule for rooms": ('[server]\nlisten = "127.0.0.1:{port}"\n[[sessions]]\nid = "../etc"\n'
                                       'source = "microphone"\n', "sessions.id"),
+    "http remote without TLS": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "0.0.0.0:{port}"\n',
+                                "http.listen"),
+    "http bad listen": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "8080"\n', "http.listen"),
 }
 
 

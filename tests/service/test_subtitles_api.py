@@ -118,7 +118,11 @@ async def _never_reads(address: str) -> grpc.StatusCode:
             if call.done() and await call.code() == grpc.StatusCode.NOT_FOUND:
                 continue
             break
-        await asyncio.sleep(8.0)  # the session runs on meanwhile
+        await asyncio.sleep(8.0)  # the session runs on meanwhile...
+        async with grpc.aio.insecure_channel(address) as other:  # ...to its end (its own connection:
+            sessions = pb_grpc.SessionsStub(other)                 # this one's window is full)
+            while (await sessions.Get(pb.GetSessionRequest(session_id="meeting"))).state != pb.ENDED:
+                await asyncio.sleep(0.2)
         try:
             async for _ in call:
                 pass
