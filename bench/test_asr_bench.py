@@ -22,7 +22,7 @@ TARGETS = {
     "final_latency_p50": 1.0,
     "final_latency_p95": 2.0,
     "partial_latency_p50": 0.5,
-    "cpu_per_audio_second": 0.5,
+    "cpu_per_audio_second": 0.25,
 }
 
 

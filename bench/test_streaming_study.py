@@ -1,6 +1,6 @@
 """The streaming decoder study (issue 14): every lever as a variant, from today's decoder to the defaults.
 
-Run: PYTHONPATH=$PWD .venv/bin/python -m pytest bench/test_streaming_study.py --benchmark-enable -q
+Run: PYTHONPATH=$PWD .venv/bin/python -m pytest bench/test_streaming_study.py --benchmark-enable --benchmark-only -q
 (STUDY_VARIANTS=a,b,... to run a subset; STUDY_SPLIT=tune|heldout|all picks the recordings of the
 evaluation set, default all). Results land in the run's bench/results/run-*.json, section
 `streaming_study` (and `streaming_study_realtime` for the shipped defaults in real time);
@@ -62,7 +62,12 @@ def test_streaming_study(benchmark, results, model, recordings):
 
 
 def test_streaming_defaults_fast_and_realtime(benchmark, results, model, recordings):
-    """The shipped defaults through the real session (replay --fast and --realtime) against offline."""
+    """The shipped defaults through the real session (replay --fast and --realtime) against offline.
+
+    STUDY_REALTIME_SPLIT (default: STUDY_SPLIT) limits the recordings: real time costs their length in wall time.
+    """
+    split = os.environ.get("STUDY_REALTIME_SPLIT")
+    recordings = [r for r in recordings if split in (None, "all", r.split)]
     recognizer, vad = WhisperRecognizer(model, AsrConfig()), SileroVad.load()
     rows = {}
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from appliance.subtitles.text import normalize
 from appliance.subtitles.types import Decision, Word
@@ -89,7 +90,8 @@ class CommitPolicy:
         end = self.final_end
         # By end time: Whisper's word starts stretch back over pauses (a first word after a cut
         # often starts at the cut), its ends hold; re-decoded final words are caught below.
-        new = [w for w in hypothesis if w.end > end]
+        # A start stretched back over final audio is clamped: finals stay in time order.
+        new = [w if w.start >= end else replace(w, start=end) for w in hypothesis if w.end > end]
         if not new or not self._final:
             return new
         # Final words the decode may have heard again: those the buffer holds, at least the last few.
