@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from appliance import __version__
+from appliance.subtitles.events import SessionState
 
 # Caption lag: the targets are 0.5 s (partial) and 1-2 s (final); broadcast caps delay at 3 s.
 LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
@@ -134,6 +135,6 @@ class SessionCollector(Collector):
                       "Level of the latest audio received (dBFS).", rows(lambda s: s.pipeline.level_dbfs))
         yield _family(GaugeMetricFamily, "appliance_source_up",
                       "1 while the session's audio source delivers, else 0.",
-                      rows(lambda s: s.state == "running"))
+                      rows(lambda s: s.state == SessionState.RUNNING))
         yield _family(GaugeMetricFamily, "appliance_subscribers", "Subscribers connected.",
                       rows(lambda s: len(s.fanout.subscribers)))

@@ -8,11 +8,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
-from appliance.service.client import Endpoint, chunks, transcribe
+from appliance.service.client import Endpoint, chunks, health_status, transcribe
 from tests.service.conftest import serving
 
 
@@ -157,14 +156,8 @@ def test_health_follows_session_state_and_export_formats(models, sample):
         async with serving(models) as (daemon, address):
             endpoint = Endpoint(address)
             async with endpoint.channel() as channel:
-                health = health_pb2_grpc.HealthStub(channel)
-
-                async def status(service: str):
-                    try:
-                        reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
-                        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-                    except grpc.aio.AioRpcError as exc:
-                        return exc.code().name
+                async def status(service: str) -> str:
+                    return await health_status(channel, service, timeout=5)
 
                 audio = chunks((sample[: 16000 * 10] * 32767).astype("<i2").tobytes(), 16000, pb.PCM_S16LE, 1,
                                session_id="h")
