@@ -314,7 +314,7 @@ async def running(
         on_auth_failure=metrics.auth_failed if metrics else None)
     # Files (the OpenAI endpoint) on a thread of their own: one at a time, beside the live rooms.
     files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription")
-    transcriber = FileTranscriber(models.recognizer, models.diarization, config.diarization, files)
+    transcriber = FileTranscriber(models.recognizers, models.diarization, config.diarization, files)
     http = (HttpFace(config.http, config.server, daemon, hooks=metrics, transcriber=transcriber)
             if config.http.enabled else None)
     metrics_server, metrics_port = None, None

@@ -185,8 +185,13 @@ class TranscriptionEndpoint:
         if diarize and self.transcriber.diarization is None:
             raise _error(web.HTTPBadRequest, "diarized_json needs the diarization models (diarization.live = true)",
                          "response_format")
+        language = language.lower() if language else None
         try:
-            transcript = await self.transcriber.run(path, language.lower() if language else None, diarize)
+            model = self.transcriber.model_for((fields.get("model") or [""])[-1].strip() or None, language)
+        except ValueError as exc:
+            raise self._bad(web.HTTPBadRequest, str(exc), "model") from None
+        try:
+            transcript = await self.transcriber.run(path, model, language, diarize)
         except AudioInputError as exc:
             raise self._bad(web.HTTPBadRequest, str(exc).replace(str(path), "the file"), "file") from None
         return render(transcript, response_format, granularities)
