@@ -381,8 +381,11 @@ class DiarizationConfig:
     # Cosine distance below which two clusters are one speaker (calibrated, see
     # models/diarization/README.md).
     cluster_threshold: float = 0.5
-    # Shortest clean (single-speaker) speech that gets its own embedding: CAM++ is
-    # unreliable on less.
+    # A cluster with fewer embeddings than this (capped at a tenth of them all) is
+    # not a speaker of its own: its members join the nearest large cluster.
+    min_cluster_size: int = 12
+    # Shortest clean (single-speaker) speech whose embedding takes part in the
+    # clustering; shorter local speakers are only assigned to the clusters found.
     min_embedding_duration: float = 0.5
     # Streaming (chosen on the sample recording and rotations of it, see
     # models/diarization/README.md): a label is final between label_latency and
@@ -407,6 +410,7 @@ class DiarizationConfig:
         _require(self.window > 0, "diarization.window", "must be > 0")
         _require(0 < self.step <= self.window, "diarization.step", "must be in (0, window]")
         _require(0 < self.cluster_threshold < 2, "diarization.cluster_threshold", "is a cosine distance in (0, 2)")
+        _require(self.min_cluster_size >= 1, "diarization.min_cluster_size", "must be >= 1")
         _require(self.min_embedding_duration > 0, "diarization.min_embedding_duration", "must be > 0")
         _require(self.stream_window > 0, "diarization.stream_window", "must be > 0")
         _require(0 < self.stream_step <= self.stream_window, "diarization.stream_step",
