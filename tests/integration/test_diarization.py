@@ -255,3 +255,44 @@ def test_runtime_never_imports_torch():
             "sys.exit(f'imported {bad}' if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# --------------------------------------------------------------------------- held-out recordings
+
+
+@pytest.fixture(scope="module")
+def heldout_conversations():
+    """Held-out constructed conversations without overlap (voices the thresholds never saw)."""
+    from bench.diarization_eval import has_overlap
+    from tests.data.corpus import diarization_set
+
+    chosen = [r for r in diarization_set("heldout") if r.kind == "conversation" and not has_overlap(r.turns)]
+    assert len(chosen) >= 2
+    return chosen
+
+
+def test_offline_recipe_on_heldout_conversations(models, heldout_conversations):
+    """pyannote's recipe with thresholds tuned on the tune split only: speaker count exact and DER
+    within the issue's 0.10 target plus a margin for int8 kernels that differ between CPUs (measured
+    0.077 and 0.079 on AMD EPYC)."""
+    from bench.diarization_eval import score
+
+    diarizer = OfflineDiarizer(models, CONFIG)
+    for recording in heldout_conversations:
+        s = score(recording.name, recording.kind, recording.turns, diarizer(recording.audio()), recording.duration)
+        assert s.count_exact, (recording.name, s.found, s.speakers)
+        assert s.der <= 0.12, (recording.name, s.der)
+
+
+def test_speaker_bounds_on_a_real_conversation(models, heldout_conversations):
+    from appliance.diarization.offline import SpeakerBounds
+
+    recording = max(heldout_conversations, key=lambda r: len({t.speaker for t in r.turns}))
+    audio = recording.audio()
+    speakers = len({t.speaker for t in recording.turns})
+    diarizer = OfflineDiarizer(models, CONFIG)
+    assert len({t.speaker for t in diarizer(audio, bounds=SpeakerBounds(num=speakers - 1))}) == speakers - 1
+    assert len({t.speaker for t in diarizer(audio, bounds=SpeakerBounds(max=1))}) == 1
+    # A minimum above the truth splits a voice's embeddings, but the extra cluster need not win any
+    # frame in the reconstruction (pyannote's pipeline behaves alike): never fewer than the truth.
+    assert len({t.speaker for t in diarizer(audio, bounds=SpeakerBounds(min=speakers + 1))}) >= speakers
