@@ -21,24 +21,6 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def agglomerative(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """Cluster index per embedding (0 = the cluster of the first embedding, then in order of appearance).
-
-    Average linkage on cosine distance, cut at `threshold`: scipy's linkage is
-    O(n^2) memory and time, so an hour of audio (~7000 embeddings) stays cheap.
-    """
-    n = len(embeddings)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    if n == 1:
-        return np.zeros(1, dtype=int)
-    tree = linkage(_normalised(embeddings), method="average", metric="cosine")
-    raw = fcluster(tree, t=threshold, criterion="distance")
-    # Renumber by first appearance so labels read S1, S2, ... in time order.
-    order = {c: i for i, c in enumerate(dict.fromkeys(raw.tolist()))}
-    return np.array([order[c] for c in raw.tolist()], dtype=int)
-
-
 class SpeakerRegistry:
     """The speakers of one session, for the streaming diarizer.
 
@@ -140,7 +122,7 @@ def speaker_clusters(embeddings: np.ndarray, threshold: float, min_cluster_size:
     n = len(embeddings)
     if num_clusters is not None:
         min_clusters = max_clusters = num_clusters
-    max_clusters = n if max_clusters is None else max_clusters
+    max_clusters = max(n, 1) if max_clusters is None else max_clusters
     if min_clusters < 1 or max_clusters < min_clusters:
         raise ValueError(f"speaker bounds must satisfy 1 <= min <= max, got min {min_clusters}, max {max_clusters}")
     if n <= 1:
