@@ -56,12 +56,23 @@ def _progress_bar(total: float) -> Callable[[float], None] | None:
     return lambda reached: bar.update(round(reached) - bar.n)
 
 
-def _diarize(samples, config) -> list:
+def _speaker_bounds(args: argparse.Namespace):
+    """The caller's --num-speakers / --min-speakers / --max-speakers, checked before any model loads."""
+    from appliance.diarization.offline import SpeakerBounds
+
+    try:
+        return SpeakerBounds(num=args.num_speakers, min=args.min_speakers or 1, max=args.max_speakers)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _diarize(samples, config, bounds) -> list:
     """Speaker turns of a whole recording (offline diarizer, models verified against the manifest)."""
     from appliance.diarization.models import load_models
     from appliance.diarization.offline import OfflineDiarizer
 
-    return OfflineDiarizer(load_models(config.diarization, config.inference), config.diarization)(samples)
+    diarizer = OfflineDiarizer(load_models(config.diarization, config.inference), config.diarization)
+    return diarizer(samples, bounds=bounds)
 
 
 def _emit(args: argparse.Namespace, text: str) -> None:
@@ -80,9 +91,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from appliance.subtitles.writers import CUE_WRITERS, to_rttm
 
     config = _file_config(args)
+    bounds = _speaker_bounds(args)
     samples = load_audio(args.file)  # before the model: bad input fails fast
-    if args.format == "rttm":  # who spoke when: no speech recognition needed
-        _emit(args, to_rttm(_diarize(samples, config), uri=args.file.stem))
+    if args.format == "rttm":  # who spoke when: every speech turn the segmenter finds, no recognition needed
+        _emit(args, to_rttm(_diarize(samples, config, bounds), uri=args.file.stem))
         return 0
     recognizer = _recognizer(config)
     duration = len(samples) / SAMPLE_RATE
@@ -90,7 +102,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.diarize:
         from appliance.diarization.words import attach_speakers
 
-        words = attach_speakers(words, _diarize(samples, config))
+        words = attach_speakers(words, _diarize(samples, config, bounds))
     _emit(args, CUE_WRITERS[args.format](layout_cues(words), duration=duration, language=language))
     return 0
 
@@ -415,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="rttm: speaker turns only (diarization, no transcript)")
     transcribe.add_argument("--diarize", action="store_true",
                             help="label cues and words with speakers (S1, S2, ...)")
+    for flag, what in (("--num-speakers", "exactly this many speakers"), ("--min-speakers", "at least this many"),
+                       ("--max-speakers", "at most this many")):
+        transcribe.add_argument(flag, type=int, metavar="N", help=f"diarization: {what} (default: estimated)")
     transcribe.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
     _model_options(transcribe)
     transcribe.set_defaults(run=cmd_transcribe)

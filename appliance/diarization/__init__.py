@@ -2,7 +2,7 @@
 
 models.py      Segmenter / SpeakerEmbedder protocols and their ONNX backends
 features.py    CAM++'s Kaldi fbank front-end
-clustering.py  offline agglomerative clustering and the streaming SpeakerRegistry (pure)
+clustering.py  offline clustering (pyannote's recipe) and the streaming SpeakerRegistry (pure)
 aggregation.py overlapping-window votes -> speaker timeline -> turns (pure)
 offline.py     OfflineDiarizer: a whole recording at once
 streaming.py   StreamingDiarizer: push() chunks, update() when due(), get final turns with bounded label latency

@@ -21,24 +21,6 @@ def _normalised(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def agglomerative(embeddings: np.ndarray, threshold: float) -> np.ndarray:
-    """Cluster index per embedding (0 = the cluster of the first embedding, then in order of appearance).
-
-    Average linkage on cosine distance, cut at `threshold`: scipy's linkage is
-    O(n^2) memory and time, so an hour of audio (~7000 embeddings) stays cheap.
-    """
-    n = len(embeddings)
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    if n == 1:
-        return np.zeros(1, dtype=int)
-    tree = linkage(_normalised(embeddings), method="average", metric="cosine")
-    raw = fcluster(tree, t=threshold, criterion="distance")
-    # Renumber by first appearance so labels read S1, S2, ... in time order.
-    order = {c: i for i, c in enumerate(dict.fromkeys(raw.tolist()))}
-    return np.array([order[c] for c in raw.tolist()], dtype=int)
-
-
 class SpeakerRegistry:
     """The speakers of one session, for the streaming diarizer.
 
@@ -114,3 +96,94 @@ class SpeakerRegistry:
                 if index >= 0 and r not in forced and r not in fresh:
                     self._sums[index] = self._sums[index] + emb[r]
         return result
+
+
+def _large(clusters: np.ndarray, min_size: int) -> np.ndarray:
+    ids, sizes = np.unique(clusters, return_counts=True)
+    return ids[sizes >= min_size]
+
+
+def _cut(tree: np.ndarray, t: float) -> np.ndarray:
+    return fcluster(tree, t=t, criterion="distance") - 1
+
+
+def speaker_clusters(embeddings: np.ndarray, threshold: float, min_cluster_size: int,
+                     num_clusters: int | None = None, min_clusters: int = 1,
+                     max_clusters: int | None = None) -> np.ndarray:
+    """pyannote's recipe: cluster index per embedding, numbered by first appearance.
+
+    Average-linkage on cosine distance cut at `threshold`; clusters with fewer than
+    `min_cluster_size` members (capped at a tenth of all embeddings, so a short
+    recording keeps its speakers) are not speakers of their own: each joins the
+    large cluster whose centroid is nearest. When the number of large clusters is
+    outside [min_clusters, max_clusters], or `num_clusters` is given, the
+    dendrogram is cut at the merge nearest the threshold that gives that many.
+    """
+    n = len(embeddings)
+    if num_clusters is not None:
+        min_clusters = max_clusters = num_clusters
+    max_clusters = max(n, 1) if max_clusters is None else max_clusters
+    if min_clusters < 1 or max_clusters < min_clusters:
+        raise ValueError(f"speaker bounds must satisfy 1 <= min <= max, got min {min_clusters}, max {max_clusters}")
+    if n <= 1:
+        return np.zeros(n, dtype=int)
+    emb = _normalised(np.asarray(embeddings, dtype=np.float64))
+    tree = linkage(emb, method="average", metric="cosine")
+    min_size = min(min_cluster_size, max(1, round(0.1 * n)))
+    clusters = _cut(tree, threshold)
+    large = _large(clusters, min_size)
+    target = None
+    if len(large) < min_clusters:
+        target = min(min_clusters, n)
+    elif len(large) > max_clusters:
+        target = max_clusters
+    if target is not None:
+        # Cut by merge index instead of distance, starting from the merges nearest the threshold.
+        by_index = tree.copy()
+        by_index[:, 2] = np.arange(n - 1)
+        best, best_large = clusters, large
+        for i in np.argsort(np.abs(tree[:, 2] - threshold), kind="stable"):
+            candidate = _cut(by_index, float(i))
+            candidate_large = _large(candidate, min_size)
+            if abs(len(candidate_large) - target) < abs(len(best_large) - target):
+                best, best_large = candidate, candidate_large
+            if len(best_large) == target:
+                break
+        clusters, large = best, best_large
+    clusters = reassign_small(emb, clusters, large)
+    order = {c: i for i, c in enumerate(dict.fromkeys(clusters.tolist()))}
+    return np.array([order[c] for c in clusters.tolist()], dtype=int)
+
+
+def reassign_small(embeddings: np.ndarray, clusters: np.ndarray, large: np.ndarray) -> np.ndarray:
+    """Members of clusters not in `large` join the large cluster with the nearest centroid (cosine)."""
+    if len(large) == 0:
+        return np.zeros_like(clusters)
+    emb = _normalised(np.asarray(embeddings, dtype=np.float64))
+    centroids = _normalised(np.stack([emb[clusters == c].mean(axis=0) for c in large]))
+    out = clusters.copy()
+    for c in np.unique(clusters):
+        if c in large:
+            continue
+        centroid = _normalised(emb[clusters == c].mean(axis=0))
+        out[clusters == c] = large[int(np.argmax(centroids @ centroid))]
+    return out
+
+
+def centroids_of(embeddings: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """(num clusters, dim) normalised mean embedding of each cluster 0..max."""
+    emb = _normalised(np.asarray(embeddings, dtype=np.float64))
+    return _normalised(np.stack([emb[clusters == c].mean(axis=0) for c in range(int(clusters.max()) + 1)]))
+
+
+def assign_constrained(similarity: np.ndarray) -> np.ndarray:
+    """Cluster per local speaker of one window: best total similarity, no two on one cluster if possible.
+
+    Two voices heard in one window are never the same person (pyannote's
+    constrained argmax). Rows beyond the number of clusters take their argmax.
+    """
+    out = np.argmax(similarity, axis=1)
+    if len(similarity) and similarity.shape[1]:
+        rows, cols = linear_sum_assignment(-similarity)
+        out[rows] = cols
+    return out

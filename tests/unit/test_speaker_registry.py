@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from appliance.diarization.clustering import SpeakerRegistry, agglomerative
+from appliance.diarization.clustering import SpeakerRegistry, speaker_clusters
 
 DIM = 192
 
@@ -137,11 +137,11 @@ def test_bad_parameters_are_refused():
         SpeakerRegistry(threshold=0.5, max_speakers=0)
 
 
-def test_agglomerative_groups_voices_in_order_of_appearance():
+def test_clusters_group_voices_in_order_of_appearance():
     a, b, c = voices(3)
     rng = np.random.default_rng(9)
     order = [b, b, a, c, a, b, c]
-    labels = agglomerative(np.stack([sample(v, rng) for v in order]), threshold=0.5)
+    labels = speaker_clusters(np.stack([sample(v, rng) for v in order]), threshold=0.5, min_cluster_size=1)
     assert labels.tolist() == [0, 0, 1, 2, 1, 0, 2]
-    assert agglomerative(np.zeros((0, DIM)), 0.5).tolist() == []
-    assert agglomerative(a[None], 0.5).tolist() == [0]
+    assert speaker_clusters(np.zeros((0, DIM)), 0.5, 1).tolist() == []
+    assert speaker_clusters(a[None], 0.5, 1).tolist() == [0]
