@@ -20,7 +20,7 @@ A group whose model call fails is retried item by item, so one bad buffer fails 
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 
 import ctranslate2
@@ -193,9 +193,10 @@ class DecodeScheduler:
     (they all count as one room for gathering and the overload policy).
     """
 
-    def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8, gather: float = 0.02, concurrency: int = 1,
-                 overload: OverloadConfig | None = None):
+    def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8, gather: float = 0.05, concurrency: int = 1,
+                 overload: OverloadConfig | None = None, on_batch: Callable[[BatchRun], None] | None = None):
         self.decoder = decoder
+        self.on_batch = on_batch  # metrics: batch size and seconds per model call
         self.policy = OverloadPolicy(overload or OverloadConfig(), concurrency=concurrency)
         self.batches = 0
         self.batched_items = 0
@@ -204,9 +205,9 @@ class DecodeScheduler:
             decoder.decode, max_batch=max_batch, gather=gather, concurrency=concurrency, on_batch=self._observe)
 
     @classmethod
-    def for_model(cls, model: WhisperModel, config: AsrConfig) -> DecodeScheduler:
+    def for_model(cls, model: WhisperModel, config: AsrConfig, **kwargs) -> DecodeScheduler:
         return cls(BatchDecoder(model, config), max_batch=config.batch_size, gather=config.batch_gather,
-                   concurrency=config.num_workers)
+                   concurrency=config.num_workers, **kwargs)
 
     def room(self, key: Hashable) -> RoomRecognizer:
         self._gatherer.join(key)
@@ -236,6 +237,8 @@ class DecodeScheduler:
                 if key in self.policy.rooms or key is None:
                     self.policy.observe(key, wait + run.seconds, len(run.keys))
             self.policy.decide(done)
+        if self.on_batch is not None:
+            self.on_batch(run)
 
     @property
     def mean_batch(self) -> float:

@@ -7,9 +7,11 @@ the others wait on their results. While a batch runs, new arrivals queue and lea
 together in the next one, so under load batches form by themselves (continuous batching,
 the shape of sherpa-onnx's `decode_streams`). At most `concurrency` batches run at once.
 
-"Due" rooms are the keys seen in the last `active_for` seconds that are not already in a
-running batch (a room has at most one decode in flight): the leader stops gathering as soon
-as they have all arrived, so a lone room never waits.
+The leader waits only for rooms likely to ask before its window closes (`RoomTiming.due_by`):
+a room that has just had its result (a room behind comes straight back: without this, two
+busy rooms alternate, each arriving just after the other's batch left), or one whose usual
+interval between calls brings it back in time. A room in a running batch (at most one
+decode in flight per room) or quiet for a while is not waited for, so a lone room never waits.
 """
 from __future__ import annotations
 
@@ -33,6 +35,33 @@ class _Call(Generic[T]):
     done: bool = False
     result: object = None
     error: BaseException | None = None
+
+
+@dataclass
+class RoomTiming:
+    """When a room asked and was answered (monotonic seconds): the leader's guess of its next call."""
+
+    last_arrival: float | None = None
+    last_done: float | None = None
+    period: float | None = None  # moving average of the interval between its calls
+
+    def arrive(self, now: float, active_for: float = ACTIVE_FOR) -> None:
+        if self.last_arrival is not None and now - self.last_arrival <= active_for:  # not across a pause
+            gap = now - self.last_arrival
+            self.period = gap if self.period is None else 0.7 * self.period + 0.3 * gap
+        self.last_arrival = now
+
+    def due_by(self, now: float, deadline: float, horizon: float, active_for: float = ACTIVE_FOR) -> bool:
+        """Whether this room (not queued, not in flight) is likely to call before `deadline`.
+
+        `horizon`: how recent an answer counts as "just answered" (the gather window)."""
+        if self.last_arrival is None or now - self.last_arrival > active_for:
+            return False  # quiet: not speaking, or gone
+        if self.last_done is not None and self.last_done >= self.last_arrival and now - self.last_done <= horizon:
+            return True  # just answered: a room behind calls again at once
+        if self.period is None:
+            return True  # opened, no rhythm yet
+        return self.last_arrival + self.period <= deadline
 
 
 @dataclass(frozen=True)
@@ -65,28 +94,32 @@ class Gatherer(Generic[T, R]):
         self._pending: list[_Call[T]] = []
         self._running = 0
         self._in_flight: dict[Hashable, int] = {}
-        self._seen: dict[Hashable, float] = {}
+        self._rooms: dict[Hashable, RoomTiming] = {}
 
     def join(self, key: Hashable) -> None:
         """A room that opened: expected to be due soon."""
         with self._cond:
-            self._seen[key] = time.monotonic()
+            self._rooms[key] = RoomTiming(last_arrival=time.monotonic())
 
     def forget(self, key: Hashable) -> None:
         """A room that closed: the leader no longer waits for it."""
         with self._cond:
-            self._seen.pop(key, None)
+            self._rooms.pop(key, None)
 
-    def _expected(self, now: float) -> int:
-        due = sum(1 for k, t in self._seen.items() if now - t <= self.active_for and k not in self._in_flight)
-        return max(1, min(self.max_batch, due))
+    def _awaited(self, now: float, deadline: float) -> bool:
+        """Whether a room not yet queued is worth waiting for (the lock is held)."""
+        if len(self._pending) >= self.max_batch:
+            return False
+        queued = {c.key for c in self._pending}
+        return any(key not in queued and key not in self._in_flight and room.due_by(now, deadline, self.gather, self.active_for)
+                   for key, room in self._rooms.items())
 
     def call(self, item: T, key: Hashable = None) -> R:
         """Run `item` in the next batch; returns its result or raises its error (only its own)."""
         now = time.monotonic()
         call = _Call(item, key, now)
         with self._cond:
-            self._seen[key] = now
+            self._rooms.setdefault(key, RoomTiming()).arrive(now, self.active_for)
             self._pending.append(call)
             self._cond.notify_all()
             while not call.done:
@@ -102,11 +135,8 @@ class Gatherer(Generic[T, R]):
     def _lead(self, call: _Call[T]) -> list[_Call[T]]:
         """Called with the lock held by the oldest queued call: gather, then take the batch."""
         deadline = call.arrived + self.gather
-        while len(self._pending) < self._expected(time.monotonic()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            self._cond.wait(left)
+        while (now := time.monotonic()) < deadline and self._awaited(now, deadline):
+            self._cond.wait(deadline - now)
         batch = self._pending[: self.max_batch]
         del self._pending[: self.max_batch]
         self._running += 1
@@ -123,9 +153,12 @@ class Gatherer(Generic[T, R]):
                 raise RuntimeError(f"batch of {len(batch)} returned {len(results)} results")
         except BaseException as exc:  # noqa: BLE001 - delivered to every caller of this batch
             results = [exc] * len(batch)
-        seconds = time.monotonic() - started
+        done = time.monotonic()
+        seconds = done - started
         with self._cond:
             for c, result in zip(batch, results):
+                if c.key in self._rooms:
+                    self._rooms[c.key].last_done = done
                 if isinstance(result, BaseException):
                     c.error = result
                 else:

@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from appliance.asr.gather import Gatherer
+from appliance.asr.gather import Gatherer, RoomTiming
 
 
 class Recorder:
@@ -140,3 +140,34 @@ def test_invalid_settings_are_refused():
         Gatherer(Recorder(), max_batch=0, gather=0.0)
     with pytest.raises(ValueError):
         Gatherer(Recorder(), max_batch=1, gather=-1.0)
+
+
+def test_two_busy_rooms_do_not_alternate_the_one_just_answered_is_waited_for():
+    run = Recorder()
+    gatherer = Gatherer(run, max_batch=8, gather=5.0)
+    join(gatherer, "ab")
+    with ThreadPoolExecutor(2) as pool:
+        first = [pool.submit(gatherer.call, i, room) for i, room in zip((1, 2), "ab")]
+        assert [f.result(timeout=20) for f in first] == [2, 4]
+        again_a = pool.submit(gatherer.call, 3, "a")  # b was just answered: a's leader waits for it
+        while not gatherer._pending:
+            threading.Event().wait(0.001)
+        again_b = pool.submit(gatherer.call, 4, "b")
+        assert (again_a.result(timeout=20), again_b.result(timeout=20)) == (6, 8)
+    assert [sorted(b) for b in run.batches] == [[1, 2], [3, 4]]
+
+
+def test_room_timing_guesses_who_is_coming():
+    room = RoomTiming()
+    assert not room.due_by(0.0, 0.1, horizon=0.1)  # never called
+    room.arrive(10.0)
+    assert room.due_by(10.2, 10.3, horizon=0.1)  # called, no rhythm yet: expected
+    room.arrive(10.5)
+    assert room.period == pytest.approx(0.5)
+    room.last_done = 10.8
+    assert room.due_by(10.85, 10.9, horizon=0.1)  # just answered
+    assert not room.due_by(10.95, 10.97, horizon=0.1)  # answered a while ago, next call due at 11.0
+    assert room.due_by(10.95, 11.0, horizon=0.1)  # its rhythm brings it back by the deadline
+    assert not room.due_by(13.0, 13.1, horizon=0.1)  # quiet for over ACTIVE_FOR: speaking stopped
+    room.arrive(20.0)  # after a pause: the pause is not its rhythm
+    assert room.period == pytest.approx(0.5)
