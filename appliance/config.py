@@ -10,9 +10,18 @@ import tomllib
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 
 SAMPLE_RATE = 16_000  # every stage after capture works on 16 kHz mono float32
+
+
+class SourceKind(StrEnum):
+    """Where a session's audio comes from."""
+
+    MICROPHONE = "microphone"  # a configured room's sound card
+    REPLAY = "replay"  # a configured room replaying a recording in real time
+    PUSH = "push"  # a client pushing audio over the API
 
 
 class ConfigError(ValueError):
@@ -228,15 +237,15 @@ class SessionConfig:
     """A room the daemon runs from start: a microphone, or a recording replayed in real time."""
 
     id: str
-    source: str = "microphone"  # microphone | replay
+    source: SourceKind = SourceKind.MICROPHONE  # microphone | replay
     file: Path | None = None  # replay: the recording
     device: str | int | None = None  # microphone: overrides capture.device for this room
 
     def __post_init__(self) -> None:
         _require(bool(self.id) and self.id.replace("-", "").replace("_", "").isalnum(), "sessions.id",
                  f"{self.id!r}: use letters, digits, - and _")
-        _require(self.source in ("microphone", "replay"), f"sessions.{self.id}.source",
-                 f"unknown source {self.source!r} (microphone or replay)")
+        _require(self.source in (SourceKind.MICROPHONE, SourceKind.REPLAY), f"sessions.{self.id}.source",
+                 f"unknown source {str(self.source)!r} (microphone or replay)")
         _require(self.source != "replay" or (self.file is not None and Path(self.file).is_file()),
                  f"sessions.{self.id}.file", f"replay needs an existing file, got {self.file}")
 
@@ -409,6 +418,10 @@ def _coerce(tp: object, value: object, key: str) -> object:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a path string, got {value!r}")
         return Path(value)
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        if value not in tp.__members__.values():
+            raise ConfigError(f"{key}: unknown {key.rsplit('.', 1)[-1]} {value!r} (one of {', '.join(tp)})")
+        return tp(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is str and isinstance(value, int) and not isinstance(value, bool):

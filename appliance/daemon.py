@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -12,77 +13,65 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
+from grpc_health.v1 import health, health_pb2
 from prometheus_client import CollectorRegistry, start_http_server
 
-from appliance.asr.batch import DecodeScheduler
-from appliance.asr.recognizer import Recognizer, WhisperRecognizer
-from appliance.asr.stream import AsrStream
 from appliance.audio.decode import load_audio
+from appliance.audio.pcm import PcmFormat
 from appliance.audio.sources import FileReplaySource, PushSource
-from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig
-from appliance.diarization.models import DiarizationModels
-from appliance.diarization.models import load_models as load_diarization
-from appliance.diarization.streaming import StreamingDiarizer
-from appliance.inference.manifest import load_manifest
-from appliance.inference.whisper import load_whisper, whisper_model_dir
+from appliance.build import Models, StateListener, build_session
+from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig, SourceKind
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
-from appliance.delivery.eventlog import EventLog
 from appliance.service.interceptors import RpcCountingInterceptor
 from appliance.service.server import SERVICES, build_server
-from appliance.session import Pipeline, Session
+from appliance.session import Session
 from appliance.subtitles.events import SessionState
-from appliance.vad.silero import SileroVad
 
 log = logging.getLogger(__name__)
 
 MAX_ENDED_SESSIONS = 32  # ended push sessions kept for Get/Export before the oldest is dropped
 
 
-@dataclass
-class Models:
-    """Loaded once per daemon, shared by every session."""
+class DaemonHooks:
+    """What sessions report, to health (a `session/<id>` entry per room) and metrics (if on)."""
 
-    recognizer: Recognizer  # WhisperRecognizer, or the DecodeScheduler batching every room's decodes
-    vad: SileroVad
-    info: list[tuple[str, str, str]]  # (name, sha256 of its main file, where it runs), for metrics
-    diarization: DiarizationModels | None = None
+    def __init__(self, health_servicer: health.aio.HealthServicer, metrics: Metrics | None,
+                 model: tuple[str, str]):
+        self.health = health_servicer
+        self.metrics = metrics
+        self.model = model  # (name, provider) of the recognizer, the inference metric's labels
 
-    @classmethod
-    def load(cls, config: AppConfig) -> Models:
-        manifest = load_manifest()
-        whisper = load_whisper(config.asr, manifest)
-        # asr.batch_size > 1: one scheduler batches the decodes of the rooms that are due (issue 14).
-        recognizer = (DecodeScheduler.for_model(whisper, config.asr) if config.asr.batch_size > 1
-                      else WhisperRecognizer(whisper, config.asr))
-        vad = SileroVad.load(config.inference, manifest)
-        asr = manifest.get(config.asr.model)
-        info = [
-            (config.asr.model if asr else str(whisper_model_dir(config.asr)),
-             asr.files.get("model.bin", "") if asr else "", f"ctranslate2-{config.asr.device}-{config.asr.compute_type}"),
-            ("silero-vad", manifest["silero-vad"].files["silero_vad_v6.onnx"], vad.provider),
-        ]
-        diarization = None
-        if config.diarization.live:
-            diarization = load_diarization(config.diarization, config.inference, manifest)
-            d = config.diarization
-            info += [(d.segmentation_model, manifest[d.segmentation_model].files[d.segmentation_file], vad.provider),
-                     (d.embedding_model, manifest[d.embedding_model].files[d.embedding_file], vad.provider)]
-        return cls(recognizer, vad, info, diarization)
+    def state_changed(self, session: Session) -> None:
+        status = "SERVING" if session.state == SessionState.RUNNING else "NOT_SERVING"
+        asyncio.ensure_future(self.health.set(f"session/{session.session_id}", _health(status)))
+
+    def word_latency(self, session_id: str, partial: float, final: float) -> None:
+        if self.metrics is not None:
+            self.metrics.partial_word_latency.labels(session_id).observe(partial)
+            self.metrics.final_word_latency.labels(session_id).observe(final)
+
+    def label_latency(self, session_id: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.speaker_label_latency.labels(session_id).observe(seconds)
+
+    def decode_took(self, session_id: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.inference.labels(*self.model).observe(seconds)
 
 
 @dataclass
 class Daemon:
     config: AppConfig
     models: Models
+    hooks: DaemonHooks
     metrics: Metrics | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=2, thread_name_prefix="inference"))
     sessions: dict[str, Session] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task] = field(default_factory=dict)
-    on_session_state: Callable[[Session], None] | None = None
     _push_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    _unstall: threading.Event = field(default_factory=threading.Event)
+    _unstall: threading.Event = field(default_factory=threading.Event)  # ends injected stalls at shutdown
 
     # --- Rooms, as the servicers see the daemon ---
 
@@ -92,65 +81,29 @@ class Daemon:
     def all(self) -> list[Session]:
         return list(self.sessions.values())
 
-    def open_push(self, session_id: str | None) -> tuple[Session, PushSource]:
+    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
         if session_id is None:
             session_id = f"push-{next(self._push_ids)}"
             while session_id in self.sessions:
                 session_id = f"push-{next(self._push_ids)}"
         if session_id in self.sessions:
             raise KeyError(f"session {session_id!r} already exists")
-        live = sum(1 for s in self.sessions.values() if s.source_kind == "push" and s.state != SessionState.ENDED)
+        live = sum(1 for s in self.sessions.values()
+                   if s.source_kind == SourceKind.PUSH and s.state != SessionState.ENDED)
         if live >= self.config.server.max_push_sessions:
             raise OverflowError(f"at most {self.config.server.max_push_sessions} pushed streams at once")
-        source = PushSource()
-        self._start(session_id, "push", source)
-        return self.sessions[session_id], source
-
-    def normalizer(self, sample_rate: int, channels: int):
-        from appliance.audio.resample import Normalizer
-
-        return Normalizer(sample_rate, channels)
+        session = self._start(session_id, SourceKind.PUSH, lambda on_state: PushSource(audio_format))
+        return session, session.pipeline.source
 
     # --- sessions ---
 
-    def _start(self, session_id: str, kind: str, source) -> Session:
-        asr = AsrStream(self.models.recognizer, self.models.vad.stream(self.config.vad), self.config.streaming)
-        if self.config.debug.stall_pipeline_after > 0:
-            asr.update = self._stalling(asr.update, time.monotonic() + self.config.debug.stall_pipeline_after)
-        pipeline = Pipeline(source, asr, self.executor)
-        if self.models.diarization is not None:
-            pipeline.diarizer = StreamingDiarizer(self.models.diarization, self.config.diarization)
-            pipeline.diarize_every = self.config.diarization.stream_step
-        session = Session(
-            session_id, kind, pipeline, EventLog(session_id, self.config.server.retained_events),
-            language=self.config.asr.language or "en", on_state=self.on_session_state,
-            log_transcripts=self.config.log.transcripts,
-        )
-        if self.metrics is not None:
-            model, _, provider = self.models.info[0]
-            pipeline.on_decode = self.metrics.inference.labels(model, provider).observe
-            session.on_latency = self._observe_latency
-            session.on_label_latency = lambda sid, seconds: self.metrics.speaker_label_latency.labels(sid).observe(
-                seconds)
-        if hasattr(source, "on_state"):  # a microphone: its ups and downs are the room's
-            source.on_state = lambda state, reason: session.set_state(_ROOM_STATE.get(state, session.state), reason)
+    def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object]) -> Session:
+        session = build_session(session_id, kind, make_source, self.config, self.models, self.executor,
+                                self.hooks, self._unstall)
         self.sessions[session_id] = session
         self.tasks[session_id] = asyncio.create_task(self._run(session), name=f"session-{session_id}")
         self._forget_old_sessions()
         return session
-
-    def _observe_latency(self, session_id: str, partial: float, final: float) -> None:
-        self.metrics.partial_word_latency.labels(session_id).observe(partial)
-        self.metrics.final_word_latency.labels(session_id).observe(final)
-
-    def _stalling(self, update: Callable, after: float) -> Callable:
-        """Fault injection (debug.stall_pipeline_after): decodes hang from `after` until shutdown."""
-        def stalled():
-            if time.monotonic() >= after:
-                log.warning("debug: stalling the pipeline as configured")
-                self._unstall.wait()
-            return update()
-        return stalled
 
     async def _run(self, session: Session) -> None:
         try:
@@ -160,7 +113,8 @@ class Daemon:
             session.set_state(SessionState.ENDED, "internal error; see the daemon log")
 
     def _forget_old_sessions(self) -> None:
-        ended = [s for s in self.sessions.values() if s.state == SessionState.ENDED and s.source_kind == "push"]
+        ended = [s for s in self.sessions.values()
+                 if s.state == SessionState.ENDED and s.source_kind == SourceKind.PUSH]
         for session in ended[: max(0, len(ended) - MAX_ENDED_SESSIONS)]:
             del self.sessions[session.session_id]
             self.tasks.pop(session.session_id, None)
@@ -170,9 +124,9 @@ class Daemon:
                     with contextlib.suppress(KeyError):
                         histogram.remove(session.session_id)
 
-    def start_configured(self, source_for: Callable[[SessionConfig], object]) -> None:
-        for session_config in self.config.sessions:
-            self._start(session_config.id, session_config.source, source_for(session_config))
+    def start_configured(self, source_for: SourceFactory) -> None:
+        for room in self.config.sessions:
+            self._start(room.id, room.source, functools.partial(source_for, room))
 
     def stalled(self, limit: float) -> list[str]:
         """Sessions whose pipeline has been inside one decode for longer than `limit` seconds."""
@@ -192,9 +146,6 @@ class Daemon:
             await asyncio.gather(*late, return_exceptions=True)
 
 
-_ROOM_STATE = {"UP": SessionState.RUNNING, "DOWN": SessionState.UNAVAILABLE}
-
-
 def _capture_config(config: AppConfig, session: SessionConfig) -> CaptureConfig:
     return replace(config.capture, device=session.device) if session.device is not None else config.capture
 
@@ -208,7 +159,7 @@ def check_devices(config: AppConfig) -> list[str]:
 
     absent = []
     for session in config.sessions:
-        if session.source == "microphone":
+        if session.source == SourceKind.MICROPHONE:
             try:
                 resolve_device(_capture_config(config, session))
             except DeviceNotFound as exc:
@@ -216,13 +167,17 @@ def check_devices(config: AppConfig) -> list[str]:
     return absent
 
 
-def source_factory(config: AppConfig) -> Callable[[SessionConfig], object]:
-    def source_for(session: SessionConfig):
-        if session.source == "replay":
+# A configured room's audio source, told whom to report its state to.
+SourceFactory = Callable[[SessionConfig, StateListener], object]
+
+
+def source_factory(config: AppConfig) -> SourceFactory:
+    def source_for(session: SessionConfig, on_state: StateListener):
+        if session.source == SourceKind.REPLAY:
             return FileReplaySource(load_audio(session.file), realtime=True)
         from appliance.audio.capture import MicrophoneSource
 
-        return MicrophoneSource(_capture_config(config, session))
+        return MicrophoneSource(_capture_config(config, session), on_state)
 
     return source_for
 
@@ -268,29 +223,25 @@ async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
 
 @contextlib.asynccontextmanager
 async def running(
-    config: AppConfig, models: Models, source_for: Callable[[SessionConfig], object] | None = None,
+    config: AppConfig, models: Models, source_for: SourceFactory | None = None,
     registry: CollectorRegistry | None = None, notifier: Notifier | None = None,
 ) -> AsyncIterator[Running]:
     """The daemon serving its API (and metrics) with its configured sessions; drained on exit."""
     for absent in check_devices(config):
         log.warning("%s; the room stays down until it appears", absent)
     metrics = Metrics(registry) if registry is not None else None
-    daemon = Daemon(config, models, metrics)
+    health_servicer = health.aio.HealthServicer()
+    name, _, provider = models.info[0]
+    daemon = Daemon(config, models, DaemonHooks(health_servicer, metrics, (name, provider)), metrics)
     interceptors = []
     if metrics is not None:
         registry.register(SessionCollector(daemon.all))
         for name, sha256, provider in models.info:
             metrics.model.labels(name, sha256, provider).set(1)
         interceptors.append(RpcCountingInterceptor(lambda s, m, c: metrics.rpcs.labels(s, m, c).inc()))
-    server, health, port = build_server(
-        config.server, daemon, hooks=metrics, interceptors=interceptors,
+    server, port = build_server(
+        config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
-
-    def on_state(session: Session) -> None:
-        status = "SERVING" if session.state == SessionState.RUNNING else "NOT_SERVING"
-        asyncio.ensure_future(health.set(f"session/{session.session_id}", _health(status)))
-
-    daemon.on_session_state = on_state
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
@@ -301,13 +252,13 @@ async def running(
     try:
         daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
-            await health.set(name, _health("SERVING"))
+            await health_servicer.set(name, _health("SERVING"))
         log.info("listening on %s (port %d), metrics on %s, sessions: %s", config.server.listen, port,
                  f"port {metrics_port}" if metrics_port else "off", ", ".join(daemon.sessions) or "none")
         yield Running(daemon, port, metrics_port)
     finally:
         log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
-        await health.enter_graceful_shutdown()
+        await health_servicer.enter_graceful_shutdown()
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
         if watchdog is not None:
@@ -334,6 +285,4 @@ async def serve(config: AppConfig, notifier: Notifier | None = None) -> None:
 
 
 def _health(status: str) -> int:
-    from grpc_health.v1 import health_pb2
-
     return health_pb2.HealthCheckResponse.ServingStatus.Value(status)

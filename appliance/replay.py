@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO
@@ -20,7 +21,7 @@ from appliance.asr.stream import AsrStream, StreamStats
 from appliance.audio.sources import FileReplaySource
 from appliance.config import SAMPLE_RATE, StreamingConfig, VadConfig
 from appliance.session import Pipeline
-from appliance.subtitles.types import Word
+from appliance.subtitles.types import Decision, Word
 from appliance.vad.silero import SileroVad
 
 
@@ -60,6 +61,25 @@ class ReplayResult:
         }
 
 
+async def collect(pipeline: Pipeline, result: ReplayResult,
+                  on_decision: Callable[[Decision, float], None] | None = None) -> None:
+    """Run `pipeline` to its end: final words and each one's latencies go into `result`;
+    `on_decision(decision, emitted)` sees every decision as it is made."""
+    shown = FirstShown()
+    end = result.audio_seconds - 1e-3  # the last word may end at the file's last sample
+    async for update in pipeline.updates():
+        decision = update.decision
+        if decision is None:
+            continue
+        if on_decision is not None:
+            on_decision(decision, update.emitted)
+        result.final_words.extend(decision.final)
+        for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
+                                             lambda t: pipeline.capture.capture_time(min(t, end))):
+            result.partial_latency.append(partial)
+            result.final_latency.append(final)
+
+
 async def replay(
     samples: np.ndarray,
     recognizer: Recognizer,
@@ -73,32 +93,22 @@ async def replay(
     source = FileReplaySource(samples, realtime=realtime)
     stream = AsrStream(recognizer, vad.stream(vad_config), streaming)
     result = ReplayResult(audio_seconds=len(samples) / SAMPLE_RATE, stats=stream.stats)
-    shown = FirstShown()
     cpu0, wall0 = time.process_time(), time.monotonic()
+
+    def record(decision: Decision, emitted: float) -> None:
+        events = [("final", decision.final)] if decision.final else []
+        if not decision.closed:  # a partial replaces the previous one, even when empty
+            events.append(("partial", decision.partial))
+        result.events += len(events)
+        for kind, words in events if events_out is not None else ():
+            events_out.write(json.dumps({
+                "kind": kind,
+                "emitted": round(emitted - (source.started_at or wall0), 4),
+                "words": [{"text": w.text, "start": w.start, "end": w.end} for w in words],
+            }) + "\n")
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-asr") as executor:
-        pipeline = Pipeline(source, stream, executor)
-        async for update in pipeline.updates():
-            decision, emitted = update.decision, update.emitted
-            if decision is None:
-                continue
-            events = [("final", decision.final)] if decision.final else []
-            if not decision.closed:  # a partial replaces the previous one, even when empty
-                events.append(("partial", decision.partial))
-            for kind, words in events:
-                result.events += 1
-                if events_out is not None:
-                    record = {
-                        "kind": kind,
-                        "emitted": round(emitted - (source.started_at or wall0), 4),
-                        "words": [{"text": w.text, "start": w.start, "end": w.end} for w in words],
-                    }
-                    events_out.write(json.dumps(record) + "\n")
-            result.final_words.extend(decision.final)
-            end = result.audio_seconds - 1e-3  # the last word may end at the file's last sample
-            for partial, final in word_latencies(shown, decision.partial, decision.final, emitted,
-                                                 lambda t: pipeline.capture.capture_time(min(t, end))):
-                result.partial_latency.append(partial)
-                result.final_latency.append(final)
+        await collect(Pipeline(source, stream, executor), result, record)
     result.cpu_seconds = time.process_time() - cpu0
     result.wall_seconds = time.monotonic() - wall0
     return result

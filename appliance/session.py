@@ -1,8 +1,11 @@
 """One room: source → VAD → streaming ASR → cue assembly → event log → fan-out.
 
-`Pipeline` drives the audio stages in order on the event loop; the heavy decode runs
-in the executor the daemon owns, awaited (never polled), one at a time per room.
-The replay harness runs the same Pipeline the daemon's `Session` runs.
+`Pipeline` drives the audio stages in order on the event loop: every stage (the ASR
+stream, the streaming diarizer) has the same contract — `push` (cheap, on the loop),
+`due`, `update` (heavy, in the executor the daemon owns, awaited, never polled) and
+`finish` — so the pipeline drives them the same way, one call at a time per room.
+The replay harness runs the same Pipeline the daemon's `Session` runs. Sessions are
+built whole by `appliance.build.build_session`.
 """
 from __future__ import annotations
 
@@ -12,20 +15,19 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
-
-import numpy as np
+from typing import Protocol
 
 from appliance.asr.latency import FirstShown, word_latencies
-from appliance.subtitles.types import Decision
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import SILENCE_DBFS, AudioFrame, CaptureClock, level_dbfs
-from appliance.config import SAMPLE_RATE
-from appliance.diarization.labels import SpeakerLabeler, relabel
-from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
+from appliance.config import SAMPLE_RATE, SourceKind
 from appliance.delivery.eventlog import EventLog
 from appliance.delivery.fanout import Fanout
+from appliance.diarization.labels import SpeakerLabeler, relabel
+from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
 from appliance.subtitles.assembler import CueAssembler
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
+from appliance.subtitles.types import Decision
 
 _log = logging.getLogger(__name__)
 
@@ -44,29 +46,27 @@ class Pipeline:
     asr: AsrStream
     executor: Executor | None = None
     clock: Callable[[], float] = time.monotonic
+    diarizer: StreamingDiarizer | None = None  # per-session state on the shared diarization models
+    on_decode: Callable[[float], None] | None = None  # wall seconds of each decode (metrics)
     capture: CaptureClock = field(default_factory=CaptureClock)
+    # What the pipeline reports as it runs (metrics, health, the watchdog):
     audio_seconds: float = 0.0
     level_dbfs: float = SILENCE_DBFS
     realtime_factor: float = 0.0  # decode wall time per audio second, moving average
     busy_since: float | None = None  # monotonic start of the decode in progress (the watchdog's view)
-    on_decode: Callable[[float], None] | None = None  # wall seconds of each decode (metrics)
-    diarizer: StreamingDiarizer | None = None  # per-session state on the shared diarization models
-    diarize_every: float = 1.0  # seconds of audio per diarizer call (its step)
 
     async def updates(self) -> AsyncIterator[Update]:
         decoded_audio = 0.0
-        unheard: list[np.ndarray] = []  # audio not yet given to the diarizer
         async for frames in self.source:
             for frame in frames:
                 self.capture.add(frame)
                 self.asr.push(frame.samples)
-            if self.diarizer is not None:
-                unheard += [f.samples for f in frames]
+                if self.diarizer is not None:
+                    self.diarizer.push(frame.samples)
             self.audio_seconds = frames[-1].end / SAMPLE_RATE
             self.level_dbfs = level_dbfs(frames[-1].samples)
-            if self.diarizer is not None and sum(map(len, unheard)) >= self.diarize_every * SAMPLE_RATE:
-                chunk, unheard = np.concatenate(unheard), []
-                speakers = await self._run(self.diarizer.push, chunk)
+            if self.diarizer is not None and self.diarizer.due():
+                speakers = await self._run(self.diarizer.update)
                 yield Update(None, self.clock(), self.audio_seconds, speakers)
             if self.asr.due():
                 started = self.clock()
@@ -80,9 +80,7 @@ class Pipeline:
                 yield Update(decision, self.clock(), self.audio_seconds)
         yield Update(await self._run(self.asr.finish), self.clock(), self.audio_seconds)
         if self.diarizer is not None:
-            if unheard:
-                await self._run(self.diarizer.push, np.concatenate(unheard))
-            yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.flush))
+            yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.finish))
 
     @property
     def queued_seconds(self) -> float:
@@ -98,23 +96,39 @@ class Pipeline:
             self.busy_since = None
 
 
+class SessionHooks(Protocol):
+    """What a session reports as it runs (the daemon's health and metrics implement it)."""
+
+    def state_changed(self, session: Session) -> None: ...
+
+    def word_latency(self, session_id: str, partial: float, final: float) -> None:
+        """Per final word: seconds from its end being captured to being shown (partial) and final."""
+
+    def label_latency(self, session_id: str, seconds: float) -> None:
+        """Per word: seconds from its end being captured to its speaker label being final."""
+
+
+class NoSessionHooks:
+    def state_changed(self, session: Session) -> None: ...
+    def word_latency(self, session_id: str, partial: float, final: float) -> None: ...
+    def label_latency(self, session_id: str, seconds: float) -> None: ...
+
+
 @dataclass
 class Session:
     """A room as subscribers see it: its pipeline's events, sequenced, retained, fanned out."""
 
     session_id: str
-    source_kind: str  # "microphone" | "push" | "replay"
+    source_kind: SourceKind
     pipeline: Pipeline
     log: EventLog
+    hooks: SessionHooks = field(default_factory=NoSessionHooks)
     fanout: Fanout = field(default_factory=Fanout)
     assembler: CueAssembler = field(default_factory=CueAssembler)
+    language: str | None = None
+    log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
     state: SessionState = SessionState.STARTING
     message: str = ""
-    language: str | None = None
-    on_state: Callable[[Session], None] | None = None  # health and metrics follow the state
-    on_latency: Callable[[str, float, float], None] | None = None  # (session, partial, final) per final word
-    on_label_latency: Callable[[str, float], None] | None = None  # (session, latency) per word label
-    log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         event = self.log.publish(event)
@@ -127,16 +141,13 @@ class Session:
         if (state, message) != (self.state, self.message):
             self.state, self.message = state, message
             self.publish(SubtitleEvent(EventKind.SESSION_STATE, state=state, message=message))
-            if self.on_state:
-                self.on_state(self)
+            self.hooks.state_changed(self)
 
     def _label_latency(self, word_ends: list[float], settled_at: float) -> None:
-        if self.on_label_latency is None:
-            return
         for end in word_ends:
             captured = self.pipeline.capture.capture_time(end)
             if captured is not None:
-                self.on_label_latency(self.session_id, settled_at - captured)
+                self.hooks.label_latency(self.session_id, settled_at - captured)
 
     async def stop(self) -> None:
         """Stop the source; `run` then finalises what was heard and ends the session."""
@@ -163,10 +174,9 @@ class Session:
                     self._label_latency([w.end for w in settled_now], update.emitted)
                 for event in self.assembler.update(decision):
                     self.publish(event)
-                if self.on_latency:
-                    for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
-                                                         capture_time):
-                        self.on_latency(self.session_id, partial, final)
+                for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
+                                                     capture_time):
+                    self.hooks.word_latency(self.session_id, partial, final)
             for event in self.assembler.finish():
                 self.publish(event)
             self.set_state(SessionState.ENDED, "end of audio")

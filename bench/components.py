@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from appliance.asr.policy import CommitPolicy
-from appliance.subtitles.types import Decision
 from appliance.asr.recognizer import WhisperRecognizer
 from appliance.audio.decode import load_audio
 from appliance.config import (
@@ -35,7 +34,7 @@ from appliance.inference.whisper import load_whisper
 from appliance.service.convert import event_to_pb
 from appliance.subtitles.assembler import CueAssembler
 from appliance.subtitles.events import SubtitleEvent
-from appliance.subtitles.types import SpeakerTurn, Word
+from appliance.subtitles.types import Decision, SpeakerTurn, Word
 from appliance.vad import FRAME_SAMPLES
 from appliance.vad.silero import SileroVad
 

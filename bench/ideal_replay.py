@@ -14,30 +14,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 
-from appliance.asr.latency import FirstShown, word_latencies
 from appliance.asr.recognizer import Recognizer
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import AudioFrame
 from appliance.audio.sources import FileReplaySource
 from appliance.config import SAMPLE_RATE, StreamingConfig
+from appliance.replay import ReplayResult, collect
 from appliance.session import Pipeline
-from appliance.subtitles.types import Word
 from appliance.vad.silero import SileroVad
-
-
-@dataclass
-class IdealReplay:
-    final_words: list[Word] = field(default_factory=list)
-    final_latency: list[float] = field(default_factory=list)
-    partial_latency: list[float] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return " ".join(w.text for w in self.final_words)
 
 
 class _AudioClock:
@@ -57,23 +45,16 @@ async def _frames(samples: np.ndarray, clock: _AudioClock) -> AsyncIterator[list
 
 
 async def _replay(samples: np.ndarray, recognizer: Recognizer, vad: SileroVad,
-                  streaming: StreamingConfig | None) -> IdealReplay:
-    clock, result, shown = _AudioClock(), IdealReplay(), FirstShown()
-    end = len(samples) / SAMPLE_RATE - 1e-3
+                  streaming: StreamingConfig | None) -> ReplayResult:
+    clock = _AudioClock()
+    stream = AsrStream(recognizer, vad.stream(), streaming)
+    result = ReplayResult(audio_seconds=len(samples) / SAMPLE_RATE, stats=stream.stats)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ideal-asr") as executor:
-        pipeline = Pipeline(_frames(samples, clock), AsrStream(recognizer, vad.stream(), streaming), executor, clock)
-        async for update in pipeline.updates():
-            decision = update.decision
-            if decision is None:
-                continue
-            result.final_words.extend(decision.final)
-            for partial, final in word_latencies(shown, decision.partial, decision.final, update.emitted,
-                                                 lambda t: pipeline.capture.capture_time(min(t, end))):
-                result.partial_latency.append(partial)
-                result.final_latency.append(final)
+        await collect(Pipeline(_frames(samples, clock), stream, executor, clock), result)
     return result
 
 
 def ideal_replay(samples: np.ndarray, recognizer: Recognizer, vad: SileroVad,
-                 streaming: StreamingConfig | None = None) -> IdealReplay:
+                 streaming: StreamingConfig | None = None) -> ReplayResult:
+    """The latency floor and the deterministic text (the CPU and wall fields stay 0)."""
     return asyncio.run(_replay(samples, recognizer, vad, streaming))

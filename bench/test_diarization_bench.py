@@ -111,7 +111,7 @@ def test_offline_whole_file(benchmark, audio, precision):
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
 def test_streaming_whole_file(benchmark, audio, precision):
-    """The 30 s recording pushed in 0.1 s chunks, then flushed (the default streaming config)."""
+    """The 30 s recording pushed in 0.1 s chunks, then finished (the default streaming config)."""
     config, models = models_for(precision)
     timed = CpuTimed(models)
     chunk = SAMPLE_RATE // 10
@@ -120,8 +120,9 @@ def test_streaming_whole_file(benchmark, audio, precision):
         stream = StreamingDiarizer(timed.as_models(), config)
         turns = []
         for offset in range(0, len(audio), chunk):
-            turns += stream.push(audio[offset:offset + chunk]).final
-        return turns + stream.flush().final
+            stream.push(audio[offset:offset + chunk])
+            turns += stream.update().final
+        return turns + stream.finish().final
 
     rounds = 3
     cpu = time.process_time()

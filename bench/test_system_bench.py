@@ -19,7 +19,7 @@ from appliance.asr.recognizer import WhisperRecognizer
 from appliance.config import AppConfig, AsrConfig
 from appliance.evaluation import word_error_rate
 from appliance.inference.whisper import load_whisper
-from appliance.service.client import Endpoint
+from appliance.service.client import Endpoint, health_status
 from bench.load import (
     BACKLOG_CRITERION,
     DaemonProbe,
@@ -232,8 +232,5 @@ def test_overload(benchmark, results, ours, audio):
 
 
 async def _serving(probe: DaemonProbe) -> bool:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     async with probe.endpoint.channel() as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
+        return await health_status(channel, timeout=5) == "SERVING"

@@ -33,11 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
-from appliance.service.client import Endpoint
+from appliance.service.client import Endpoint, free_port, health_status
 
 HERE = Path(__file__).resolve().parent
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -104,12 +103,6 @@ def kvm_boots(disk: Path, workdir: Path, timeout: float = 20.0) -> bool:
         probe.kill()
         probe.wait()
         kernel.unlink(missing_ok=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -206,22 +199,21 @@ def wait_serving(guest: Guest, timeout: float) -> tuple[float, bytes]:
         try:
             pem = ssl.get_server_certificate(("127.0.0.1", guest.grpc_port), timeout=3).encode()
             status = asyncio.run(_health(guest.grpc_port, pem))
-            if status == health_pb2.HealthCheckResponse.SERVING:
+            if status == "SERVING":
                 return time.monotonic() - guest.started, pem
-            last_error = f"health {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
+            last_error = f"health {status}"
         except (OSError, ssl.SSLError, grpc.aio.AioRpcError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"[:200]
         time.sleep(0.5)
     raise BootTestError(f"no health SERVING within {timeout:.0f} s of power-on ({last_error})")
 
 
-async def _health(port: int, pem: bytes) -> int:
+async def _health(port: int, pem: bytes) -> str:
     """grpc.health.v1 Check on a channel that trusts only `pem` and checks the name in it."""
     credentials = grpc.ssl_channel_credentials(pem)
     options = [("grpc.ssl_target_name_override", SERVER_NAME)]
     async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options=options) as channel:
-        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-        return reply.status
+        return await health_status(channel, timeout=5)
 
 
 def pinned_fingerprint(guest: Guest, pem: bytes, timeout: float = 10.0) -> tuple[str, bool]:

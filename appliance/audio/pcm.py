@@ -1,6 +1,8 @@
 """Raw PCM from the network (pushed audio): checked, then decoded to float32 frames."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 ENCODINGS = {"PCM_S16LE": np.dtype("<i2"), "F32LE": np.dtype("<f4")}
@@ -19,6 +21,21 @@ def check_format(sample_rate: int, encoding: str, channels: int) -> None:
         raise PcmError(f"unsupported sample_rate {sample_rate}: must be {MIN_RATE}..{MAX_RATE} Hz")
     if not 1 <= channels <= MAX_CHANNELS:
         raise PcmError(f"unsupported channels {channels}: must be 1..{MAX_CHANNELS}")
+
+
+@dataclass(frozen=True)
+class PcmFormat:
+    """What a pushed stream declares on its first chunk; checked when made."""
+
+    sample_rate: int
+    encoding: str  # a key of ENCODINGS
+    channels: int
+
+    def __post_init__(self) -> None:
+        check_format(self.sample_rate, self.encoding, self.channels)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return decode_pcm(data, self.encoding, self.channels)
 
 
 def decode_pcm(data: bytes, encoding: str, channels: int) -> np.ndarray:

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from appliance.audio.frames import AudioFrame
+from appliance.audio.pcm import PcmFormat
+from appliance.audio.resample import Normalizer
 from appliance.config import SAMPLE_RATE
 
 
@@ -74,14 +76,18 @@ class FileReplaySource:
 
 
 class PushSource:
-    """Audio a client pushes over the network (Subtitles.Transcribe).
+    """Audio a client pushes over the network (Subtitles.Transcribe), in the format it declared.
 
-    `push` waits while the queue is full, which holds back the client's stream
-    through gRPC flow control instead of buffering without bound.
+    The source owns the decoding: `push_pcm` turns the client's bytes into 16 kHz mono
+    frames, and `close` flushes the resampler, so the last milliseconds of a stream that is
+    not 16 kHz are heard too. `push_pcm` waits while the queue is full, which holds back the
+    client's stream through gRPC flow control instead of buffering without bound.
     """
 
-    def __init__(self, max_queued: int = 64, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, audio_format: PcmFormat, max_queued: int = 64, clock: Callable[[], float] = time.monotonic):
+        self.format = audio_format
         self.clock = clock
+        self._normalize = Normalizer(audio_format.sample_rate, audio_format.channels)
         self._frames: deque[AudioFrame] = deque()
         self._max = max_queued
         self._changed = asyncio.Condition()
@@ -93,20 +99,33 @@ class PushSource:
         """Audio pushed and waiting for the pipeline."""
         return sum(len(frame.samples) for frame in self._frames) / SAMPLE_RATE
 
-    async def push(self, samples: np.ndarray) -> None:
-        """Add 16 kHz mono float32 samples (already normalised)."""
+    async def push_pcm(self, data: bytes) -> None:
+        """Decode one chunk of the declared format and queue it; PcmError if it is malformed."""
+        await self._push(self._normalize(self.format.decode(data)))
+
+    async def _push(self, samples: np.ndarray) -> None:
         if len(samples) == 0:
             return
         async with self._changed:
             await self._changed.wait_for(lambda: len(self._frames) < self._max or self._closed)
-            frame = AudioFrame(samples, self._position, self.clock())
-            self._position = frame.end
-            self._frames.append(frame)
-            self._changed.notify_all()
+            self._append(samples)
+
+    def _append(self, samples: np.ndarray) -> None:
+        frame = AudioFrame(samples, self._position, self.clock())
+        self._position = frame.end
+        self._frames.append(frame)
+        self._changed.notify_all()
 
     async def close(self) -> None:
-        """No more audio: the pipeline finalises what it has, then the session ends."""
+        """No more audio: the resampler's tail is queued, the pipeline finalises, the session ends.
+
+        The tail (a few ms) goes in without waiting for room, so closing never blocks a shutdown."""
         async with self._changed:
+            if self._closed:
+                return
+            tail = self._normalize.flush()
+            if len(tail):
+                self._append(tail)
             self._closed = True
             self._changed.notify_all()
 

@@ -5,6 +5,6 @@ features.py    CAM++'s Kaldi fbank front-end
 clustering.py  offline agglomerative clustering and the streaming SpeakerRegistry (pure)
 aggregation.py overlapping-window votes -> speaker timeline -> turns (pure)
 offline.py     OfflineDiarizer: a whole recording at once
-streaming.py   StreamingDiarizer: push() chunks, get final turns with bounded label latency
+streaming.py   StreamingDiarizer: push() chunks, update() when due(), get final turns with bounded label latency
 words.py       attach speakers to recognised words (pure)
 """

@@ -7,8 +7,11 @@ session's `SpeakerRegistry`. Each window votes on the frames it saw; a frame's
 label becomes final once it is `label_latency` seconds old, so every final frame
 was seen by several windows, and it is never revised.
 
-No threads, no clock: `push` does the work synchronously, so a session pipeline
-calls it from an executor thread. Only the models are shared between sessions.
+The contract is AsrStream's, so the session pipeline drives both the same way: `push`
+is cheap (queue the samples, on the event loop), `due` says a step's worth is queued,
+`update` does the heavy work (segmentation, embeddings) synchronously in an executor
+thread, and `finish` decides everything left at the end of the stream. No threads, no
+clock. Only the models are shared between sessions.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ def link_local_speakers(previous: np.ndarray, current: np.ndarray, shift: int,
 
 @dataclass(frozen=True)
 class StreamingUpdate:
-    """What one `push` (or `flush`) learned.
+    """What one `update` (or `finish`) learned.
 
     final:       turns that ended before `final_until`; each is reported exactly once.
     final_until: audio time (s) up to which every label is final.
@@ -81,7 +84,9 @@ class StreamingDiarizer:
         self._count = np.zeros(frames, dtype=np.float32)
         self._cover = np.zeros(frames, dtype=np.float32)
         self._open: dict[int, float] = {}  # session speaker -> start of its ongoing turn
-        self._flushed = False
+        self._finished = False
+        self._pending: list[np.ndarray] = []  # pushed, not yet taken in by `update`
+        self._pending_samples = 0
         # The last window's local activity, start sample, session speakers and
         # seconds since each was embedded: what the next window's speakers continue.
         self._previous: tuple[np.ndarray, int, list[int], list[float]] | None = None
@@ -98,12 +103,23 @@ class StreamingDiarizer:
     def _received(self) -> int:
         return self._ring.end  # samples pushed so far
 
-    def push(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> StreamingUpdate:
-        """Feed the next chunk (any length); returns the turns that became final."""
+    def push(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+        """Queue the next chunk (any length); cheap. ValueError for audio of the wrong kind."""
         check_rate(sample_rate)
         samples = check_audio(samples, "chunk")
-        if self._flushed:
-            raise RuntimeError("this stream was flushed; start a new StreamingDiarizer for a new stream")
+        if self._finished:
+            raise RuntimeError("this stream was finished; start a new StreamingDiarizer for a new stream")
+        self._pending.append(samples)
+        self._pending_samples += len(samples)
+
+    def due(self) -> bool:
+        """Whether the queued audio completes a step (a window to segment)."""
+        return self._received + self._pending_samples >= self._processed + self._hop
+
+    def update(self) -> StreamingUpdate:
+        """Take in the queued audio, segmenting each completed window; the turns that became final."""
+        pending, self._pending, self._pending_samples = self._pending, [], 0
+        samples = np.concatenate(pending) if pending else np.zeros(0, np.float32)
         final: list[SpeakerTurn] = []
         while len(samples):
             take = min(len(samples), self._processed + self._hop - self._received)
@@ -114,11 +130,11 @@ class StreamingDiarizer:
                 final += self._finalize(self._received / SAMPLE_RATE - self._config.label_latency)
         return self._update(final)
 
-    def flush(self) -> StreamingUpdate:
-        """End of stream: decide everything left, close open turns."""
-        if self._flushed:
+    def finish(self) -> StreamingUpdate:
+        """End of stream: take in what is queued, decide everything left, close open turns."""
+        if self._finished:
             return self._update([])
-        final: list[SpeakerTurn] = []
+        final: list[SpeakerTurn] = self.update().final if self._pending else []
         if self._received > self._processed or self._received == 0:
             self._step()
         final += self._finalize(self._received / SAMPLE_RATE)
@@ -127,7 +143,7 @@ class StreamingDiarizer:
             if end > start:
                 final.append(SpeakerTurn(start=start, end=round(end, 3), speaker=speaker_label(s)))
         self._open.clear()
-        self._flushed = True
+        self._finished = True
         return self._update(final)
 
     # ------------------------------------------------------------------ internals
@@ -222,13 +238,13 @@ class StreamingDiarizer:
 
     def _update(self, final: list[SpeakerTurn]) -> StreamingUpdate:
         final_until = round(self._frame_start(self._base), 3) if self._base else 0.0
-        if self._flushed:
+        if self._finished:
             final_until = self._received / SAMPLE_RATE
         open_turns = [SpeakerTurn(start=t, end=final_until, speaker=speaker_label(s))
                       for s, t in sorted(self._open.items(), key=lambda item: item[1])]
         seen = self._cover > 0
         tentative = []
-        if seen.any() and not self._flushed:
+        if seen.any() and not self._finished:
             n = int(np.flatnonzero(seen)[-1]) + 1
             tentative = to_turns(decide(self._score[:n], self._count[:n], self._cover[:n]),
                                  [speaker_label(i) for i in range(self._config.max_speakers)], self._grid,

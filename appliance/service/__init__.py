@@ -1,1 +1,1 @@
-"""The gRPC service: event log, fan-out, servicers, security, conversion to and from protobuf."""
+"""The gRPC face: server, servicers, auth/TLS, interceptors, domain⇄protobuf conversion, and the client side."""

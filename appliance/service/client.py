@@ -1,13 +1,15 @@
-"""Client side: channel with TLS and token, and a resuming subscription."""
+"""Client side: channel with TLS and token, a resuming subscription, the health probe."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
@@ -16,6 +18,24 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
              grpc.StatusCode.UNKNOWN, grpc.StatusCode.DEADLINE_EXCEEDED}
+
+
+def free_port() -> int:
+    """A loopback port free now, for a daemon this process is about to start (demo, tests)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def health_status(channel: grpc.aio.Channel, service: str = "", timeout: float = 1.0) -> str:
+    """grpc.health.v1 Check of `service`: SERVING, NOT_SERVING, ... or the call's failure
+    (NOT_FOUND for an unknown service, UNAVAILABLE while nothing answers)."""
+    try:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                                timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
 
 
 @dataclass(frozen=True)

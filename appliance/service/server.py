@@ -46,10 +46,11 @@ def credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
 
 
 def build_server(
-    config: ServerConfig, rooms: Rooms, hooks: ServiceHooks | None = None, on_auth_failure=None,
+    config: ServerConfig, rooms: Rooms, health_servicer: health.aio.HealthServicer,
+    hooks: ServiceHooks | None = None, on_auth_failure=None,
     interceptors: list[grpc.aio.ServerInterceptor] | None = None,
-) -> tuple[grpc.aio.Server, health.aio.HealthServicer, int]:
-    """The server, bound but not started, its health servicer, and the bound port."""
+) -> tuple[grpc.aio.Server, int]:
+    """The server, bound but not started, serving `health_servicer` (which the daemon drives), and its port."""
     chain = list(interceptors or [])
     if config.token_file is not None:
         chain.append(TokenAuthInterceptor(read_tokens(config.token_file), on_auth_failure))
@@ -60,7 +61,6 @@ def build_server(
     )
     add_subtitles_servicer(SubtitlesServicer(rooms, config, hooks), server)
     pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms), server)
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         names = (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
@@ -69,4 +69,4 @@ def build_server(
     port = server.add_secure_port(config.listen, creds) if creds else server.add_insecure_port(config.listen)
     if port == 0:
         raise OSError(f"cannot listen on {config.listen} (address in use or not available)")
-    return server, health_servicer, port
+    return server, port

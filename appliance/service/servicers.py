@@ -10,13 +10,14 @@ import grpc
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
-from appliance.audio.pcm import PcmError, check_format, decode_pcm
+from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.audio.sources import PushSource
 from appliance.config import ServerConfig
-from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.delivery.eventlog import ResumeError
 from appliance.delivery.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.session import Session
+from appliance.subtitles.events import EventKind
 from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,8 @@ class Rooms(Protocol):
 
     def all(self) -> list[Session]: ...
 
-    def open_push(self, session_id: str | None) -> tuple[Session, PushSource]:
+    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
         """A new pushed-audio session; KeyError if the id is taken, OverflowError past the limit."""
-        ...
-
-    def normalizer(self, sample_rate: int, channels: int):
-        """A callable turning [frames, channels] float32 blocks into 16 kHz mono."""
         ...
 
 
@@ -118,7 +115,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         guard = _SlowWriteGuard(subscriber)
         try:
             for event in backlog:
-                if event.kind != "partial" or include_partials:
+                if event.kind != EventKind.PARTIAL or include_partials:
                     subscriber.last_seq = event.seq
                     await self._write(context, guard, event)
             while (event := await subscriber.next()) is not None:
@@ -155,32 +152,33 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await self._bad(context, "no audio chunk received")
         if not (first.sample_rate and first.encoding and first.channels):
             await self._bad(context, "the first chunk must declare sample_rate, encoding and channels")
+        declared = (first.sample_rate, first.encoding, first.channels)
         encoding = pb.Encoding.Name(first.encoding) if first.encoding in pb.Encoding.values() else str(first.encoding)
         try:
-            check_format(first.sample_rate, encoding, first.channels)
+            audio_format = PcmFormat(first.sample_rate, encoding, first.channels)
         except PcmError as exc:
             await self._bad(context, str(exc))
         try:
-            session, source = self.rooms.open_push(first.session_id or None)
+            session, source = self.rooms.open_push(first.session_id or None, audio_format)
         except KeyError as exc:
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc.args[0]))
         except OverflowError as exc:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        normalize = self.rooms.normalizer(first.sample_rate, first.channels)
         subscriber = Subscriber(include_partials=True, max_backlog=self.config.subscriber_backlog)
 
         async def feed() -> None:
             chunk = first
             try:
                 while chunk is not None:
-                    if chunk.sample_rate and (chunk.sample_rate, chunk.encoding, chunk.channels) != (
-                            first.sample_rate, first.encoding, first.channels):
+                    # A later chunk may leave the format unset (all zero), or repeat it exactly.
+                    stated = (chunk.sample_rate, chunk.encoding, chunk.channels)
+                    if any(stated) and stated != declared:
                         raise PcmError("the audio format cannot change within a stream")
                     if len(chunk.data) > self.config.max_message_bytes:
                         raise PcmError(f"chunk of {len(chunk.data)} bytes exceeds the "
                                        f"{self.config.max_message_bytes}-byte limit; send smaller chunks")
                     if chunk.data:
-                        await source.push(normalize(decode_pcm(chunk.data, encoding, first.channels)))
+                        await source.push_pcm(chunk.data)
                     chunk = await anext(request_iterator, None)
             except PcmError as exc:
                 self.hooks.bad_input_seen("Transcribe", str(exc))

@@ -11,11 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from appliance.subtitles.types import Decision
 from appliance.subtitles.events import EventKind, SubtitleEvent
 from appliance.subtitles.layout import CueBuilder, CueRules, layout_cues
-from appliance.subtitles.types import Cue, Word
-
+from appliance.subtitles.types import Cue, Decision, Word
 
 RELABEL_CUES = 64  # closed cues kept for late speaker labels
 

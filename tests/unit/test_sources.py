@@ -3,8 +3,11 @@ import asyncio
 
 import numpy as np
 
+from appliance.audio.pcm import PcmFormat, encode_s16le
 from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.config import SAMPLE_RATE
+
+MONO_16K = PcmFormat(SAMPLE_RATE, "F32LE", 1)
 
 
 class FakeClock:
@@ -17,9 +20,9 @@ class FakeClock:
 
 def test_push_source_counts_pushed_audio_until_the_pipeline_takes_it():
     async def scenario():
-        source = PushSource()
-        await source.push(np.zeros(SAMPLE_RATE // 10, np.float32))
-        await source.push(np.zeros(SAMPLE_RATE // 4, np.float32))
+        source = PushSource(MONO_16K)
+        await source.push_pcm(np.zeros(SAMPLE_RATE // 10, "<f4").tobytes())
+        await source.push_pcm(np.zeros(SAMPLE_RATE // 4, "<f4").tobytes())
         queued = source.queued_seconds
         frames = source.__aiter__()
         batch = await anext(frames)
@@ -53,3 +56,18 @@ def test_real_time_replay_counts_audio_that_fell_due_while_the_consumer_was_busy
 def test_fast_replay_never_queues():
     source = FileReplaySource(np.zeros(SAMPLE_RATE, np.float32), realtime=False)
     assert source.queued_seconds == 0.0
+
+
+def test_push_source_decodes_48k_stereo_and_flushes_the_resampler_tail_on_close():
+    """Every pushed second comes out as 16 kHz samples: the resampler's last samples too."""
+    async def scenario():
+        source = PushSource(PcmFormat(48_000, "PCM_S16LE", 2))
+        t = np.arange(48_000 * 3 // 2) / 48_000  # 1.5 s, sent in uneven chunks
+        tone = np.repeat((0.3 * np.sin(2 * np.pi * 440 * t))[:, None], 2, axis=1)
+        data = encode_s16le(tone.ravel())
+        for start in range(0, len(data), 4 * 1234):
+            await source.push_pcm(data[start:start + 4 * 1234])
+        await source.close()
+        return sum([len(f.samples) for batch in [b async for b in source] for f in batch])
+
+    assert asyncio.run(scenario()) == int(1.5 * SAMPLE_RATE)
