@@ -11,8 +11,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from appliance.asr.batch import DecodeScheduler
 from appliance.asr.faults import StallingRecognizer
-from appliance.asr.recognizer import WhisperRecognizer
+from appliance.asr.recognizer import Recognizer, WhisperRecognizer
 from appliance.asr.stream import AsrStream
 from appliance.config import AppConfig, SourceKind
 from appliance.delivery.eventlog import EventLog
@@ -34,7 +35,7 @@ _ROOM_STATE = {"UP": SessionState.RUNNING, "DOWN": SessionState.UNAVAILABLE}
 class Models:
     """Loaded once per daemon, shared by every session."""
 
-    recognizer: WhisperRecognizer
+    recognizer: Recognizer  # WhisperRecognizer, or the DecodeScheduler batching every room's decodes
     vad: SileroVad
     info: list[tuple[str, str, str]]  # (name, sha256 of its main file, where it runs), for metrics
     diarization: DiarizationModels | None = None
@@ -42,7 +43,10 @@ class Models:
     @classmethod
     def load(cls, config: AppConfig) -> Models:
         manifest = load_manifest()
-        recognizer = WhisperRecognizer(load_whisper(config.asr, manifest), config.asr)
+        whisper = load_whisper(config.asr, manifest)
+        # asr.batch_size > 1: one scheduler batches the decodes of the rooms that are due (issue 14).
+        recognizer = (DecodeScheduler.for_model(whisper, config.asr) if config.asr.batch_size > 1
+                      else WhisperRecognizer(whisper, config.asr))
         vad = SileroVad.load(config.inference, manifest)
         asr = manifest.get(config.asr.model)
         info = [
