@@ -17,5 +17,5 @@ def read_reference(path: Path) -> str:
     return " ".join(fields[5] for fields in lines if len(fields) == 6)
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    return jiwer.wer(normalize(reference), normalize(hypothesis))
+def word_error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
+    return jiwer.wer(normalize(reference, language), normalize(hypothesis, language))
