@@ -69,35 +69,39 @@ def _rooms_run(recognizers, vad, audio, reference) -> dict:
     }
 
 
-def _in_step_run(recognizers, vad, audio, reference) -> dict:
+def _in_step_run(recognizers, vad, audio, reference, recordings=None) -> dict:
     """Every room advanced one step of audio at a time, the due rooms' updates run together.
 
     No clock: each room makes exactly the decodes it would make alone as fast as it goes, so
     batched and unbatched do the same work on the same audio and their CPU compares directly;
-    rooms in step is batching's best case (all speaking rooms due at once)."""
+    rooms in step is batching's best case (all speaking rooms due at once). `recordings`:
+    (audio, reference) per room instead of the sample for all."""
     n = len(recognizers)
-    clips = [np.concatenate([np.zeros(int(i * ROOM_OFFSET * SAMPLE_RATE), np.float32), audio]) for i in range(n)]
+    pairs = recordings or [(audio, reference)] * n
+    clips = [np.concatenate([np.zeros(int(i * ROOM_OFFSET * SAMPLE_RATE), np.float32), pairs[i][0]])
+             for i in range(n)]
     streams = [AsrStream(rec, vad.stream(), StreamingConfig()) for rec in recognizers]
     words: list[list] = [[] for _ in range(n)]
     step = int(StreamingConfig().step * SAMPLE_RATE)
     cpu = time.process_time()
     with ThreadPoolExecutor(n) as pool:
         for at in range(0, max(map(len, clips)), step):
-            for stream, clip in zip(streams, clips):
-                if at < len(clip):
-                    stream.push(clip[at: at + step])
-            due = [i for i, s in enumerate(streams) if s.due()]
+            live = [i for i in range(n) if at < len(clips[i])]
+            for i in live:
+                streams[i].push(clips[i][at: at + step])
+            due = [i for i in live if streams[i].due()]
             for i, decision in zip(due, pool.map(lambda i: streams[i].update(), due)):
                 words[i] += decision.final
-        for i, decision in enumerate(pool.map(lambda s: s.finish(), streams)):
-            words[i] += decision.final
+            for i in [i for i in live if at + step >= len(clips[i])]:  # this room's audio ended
+                words[i] += streams[i].finish().final
     cpu = time.process_time() - cpu
     updates = sum(s.stats.updates for s in streams)
+    wers = [word_error_rate(pairs[i][1], " ".join(w.text for w in words[i])) for i in range(n)]
     return {
         "rooms": n,
         "cpu_per_audio_second_per_room": round(cpu / (sum(map(len, clips)) / SAMPLE_RATE), 3),
         "cpu_per_update": round(cpu / updates, 4), "updates": updates,
-        "wer_mean": round(float(np.mean([word_error_rate(reference, " ".join(w.text for w in ws)) for ws in words])), 4),
+        "wer_mean": round(float(np.mean(wers)), 4), "wer_by_room": [round(w, 4) for w in wers],
     }
 
 

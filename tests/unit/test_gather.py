@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from appliance.asr.gather import Gatherer, RoomTiming
+from appliance.asr.gather import MAX_STRETCH, Gatherer, RoomTiming
 
 
 class Recorder:
@@ -171,3 +171,15 @@ def test_room_timing_guesses_who_is_coming():
     assert not room.due_by(13.0, 13.1, horizon=0.1)  # quiet for over ACTIVE_FOR: speaking stopped
     room.arrive(20.0)  # after a pause: the pause is not its rhythm
     assert room.period == pytest.approx(0.5)
+
+
+def test_the_window_stretches_with_the_last_batch_and_never_past_its_cap():
+    def slow(items):
+        threading.Event().wait(0.5)
+        return items
+
+    gatherer = Gatherer(slow, max_batch=8, gather=0.01)
+    assert gatherer.window == 0.01
+    gatherer.call(1, "a")
+    assert 0.3 * 0.5 <= gatherer.window <= MAX_STRETCH
+    assert Gatherer(slow, max_batch=8, gather=0.0).window == 0.0  # no gathering asked: none
