@@ -125,3 +125,18 @@ def test_silence_gives_no_words_next_to_speech(model, audio, prompts):
     silence = Request(np.zeros(3 * SAMPLE_RATE, np.float32))
     out = decoder.decode([silence, speech, silence])
     assert out[0] == [] and out[2] == [] and out[1]
+
+
+@pytest.fixture(scope="module")
+def multilingual():
+    return load_whisper(AsrConfig(model="whisper-base"))
+
+
+@pytest.mark.parametrize("language", [None, "en"])
+def test_a_multilingual_model_batches_with_a_language_and_detects_one_by_one_without(
+        multilingual, audio, prompts, language):
+    config = AsrConfig(model="whisper-base", language=language)
+    recognizer, decoder = WhisperRecognizer(multilingual, config), BatchDecoder(multilingual, config)
+    batch = requests(audio, prompts)[1:4]
+    alone = [recognizer.transcribe(r.samples, r.prompt) for r in batch]
+    assert_same(alone, decoder.decode(batch))
