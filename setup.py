@@ -7,6 +7,8 @@ importlib.resources, exactly as it finds third-party model packages.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["appliance", "appliance.*"]) + ["appliance_models", "appliance_models.diarization"],
+    # appliance.http.static holds the room-screen page (data only, declared so setuptools ships it).
+    packages=find_packages(include=["appliance", "appliance.*"])
+    + ["appliance.http.static", "appliance_models", "appliance_models.diarization"],
     package_dir={"appliance_models": "models"},
 )

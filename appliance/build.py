@@ -9,18 +9,17 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from appliance.asr.batch import DecodeScheduler
 from appliance.asr.faults import StallingRecognizer
-from appliance.asr.recognizer import Recognizer, WhisperRecognizer
+from appliance.asr.recognizer import WhisperRecognizer
 from appliance.asr.stream import AsrStream
-from appliance.config import AppConfig, SourceKind
+from appliance.config import AppConfig, AsrConfig, ConfigError, RoomAsr, SourceKind
 from appliance.delivery.eventlog import EventLog
 from appliance.diarization.models import DiarizationModels
 from appliance.diarization.models import load_models as load_diarization
 from appliance.diarization.streaming import StreamingDiarizer
-from appliance.inference.manifest import load_manifest
+from appliance.inference.manifest import ModelSpec, load_manifest
 from appliance.inference.whisper import load_whisper, whisper_model_dir
 from appliance.session import Pipeline, Session, SessionHooks
 from appliance.subtitles.events import SessionState
@@ -31,36 +30,74 @@ StateListener = Callable[[str, str], None]
 _ROOM_STATE = {"UP": SessionState.RUNNING, "DOWN": SessionState.UNAVAILABLE}
 
 
+class Recognizers:
+    """One recognizer per model, loaded on first use and shared by every room that uses it.
+
+    `get` may run in an executor thread (a pushed stream naming a model not loaded yet): the
+    lock makes two rooms asking at once load it once."""
+
+    def __init__(self, config: AsrConfig, manifest: dict[str, ModelSpec]):
+        self.config = config
+        self.manifest = manifest
+        self._loaded: dict[str, WhisperRecognizer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str) -> WhisperRecognizer:
+        with self._lock:
+            if model not in self._loaded:
+                config = replace(self.config, model=model)
+                self._loaded[model] = WhisperRecognizer(load_whisper(config, self.manifest), config)
+            return self._loaded[model]
+
+    def loaded(self, model: str) -> bool:
+        return model in self._loaded
+
+    def check(self, room: RoomAsr, key: str) -> None:
+        """ConfigError naming `key` if the room asks its model for what it cannot do."""
+        problem = self.get(room.model).cannot(room.language, room.task)
+        if problem:
+            raise ConfigError(f"{key}: {room.model} {problem}")
+
+    def info(self, model: str) -> tuple[str, str, str]:
+        """(name, sha256 of model.bin, where it runs) for the model metric."""
+        spec = self.manifest.get(model)
+        config = replace(self.config, model=model)
+        name = model if spec else str(whisper_model_dir(config))
+        return name, spec.files.get("model.bin", "") if spec else "", f"ctranslate2-{config.device}-{config.compute_type}"
+
+
 @dataclass
 class Models:
-    """Loaded once per daemon, shared by every session."""
+    """Loaded once per daemon, shared by every session: the recognizers of the rooms' models (the
+    configured ones at start, others on first use), VAD, and the diarization models."""
 
-    recognizer: Recognizer  # WhisperRecognizer, or the DecodeScheduler batching every room's decodes
+    recognizers: Recognizers
     vad: SileroVad
     info: list[tuple[str, str, str]]  # (name, sha256 of its main file, where it runs), for metrics
     diarization: DiarizationModels | None = None
 
+    @property
+    def recognizer(self) -> WhisperRecognizer:
+        """The default model's ([asr] model)."""
+        return self.recognizers.get(self.recognizers.config.model)
+
     @classmethod
     def load(cls, config: AppConfig) -> Models:
         manifest = load_manifest()
-        whisper = load_whisper(config.asr, manifest)
-        # asr.batch_size > 1: one scheduler batches the decodes of the rooms that are due (issue 14).
-        recognizer = (DecodeScheduler.for_model(whisper, config.asr) if config.asr.batch_size > 1
-                      else WhisperRecognizer(whisper, config.asr))
+        recognizers = Recognizers(config.asr, manifest)
+        for room in (None, *config.sessions):  # every configured room's model loaded now, and checked
+            recognizers.check(config.room_asr(room), "asr.model" if room is None else f"sessions.{room.id}.model")
         vad = SileroVad.load(config.inference, manifest)
-        asr = manifest.get(config.asr.model)
-        info = [
-            (config.asr.model if asr else str(whisper_model_dir(config.asr)),
-             asr.files.get("model.bin", "") if asr else "", f"ctranslate2-{config.asr.device}-{config.asr.compute_type}"),
-            ("silero-vad", manifest["silero-vad"].files["silero_vad_v6.onnx"], vad.provider),
-        ]
+        info = [recognizers.info(model) for model in dict.fromkeys(
+            config.room_asr(room).model for room in (None, *config.sessions))]
+        info.append(("silero-vad", manifest["silero-vad"].files["silero_vad_v6.onnx"], vad.provider))
         diarization = None
         if config.diarization.live:
             diarization = load_diarization(config.diarization, config.inference, manifest)
             d = config.diarization
             info += [(d.segmentation_model, manifest[d.segmentation_model].files[d.segmentation_file], vad.provider),
                      (d.embedding_model, manifest[d.embedding_model].files[d.embedding_file], vad.provider)]
-        return cls(recognizer, vad, info, diarization)
+        return cls(recognizers, vad, info, diarization)
 
 
 class DecodeHooks(SessionHooks):
@@ -78,14 +115,18 @@ def build_session(
     executor: Executor,
     hooks: DecodeHooks,
     release: threading.Event,
+    room: RoomAsr | None = None,
 ) -> Session:
-    """One room, whole: its source (told how to report its state), VAD, ASR stream, streaming
-    diarizer when live diarization is on, event log and hooks. `release` ends injected stalls
+    """One room, whole: its source (told how to report its state), VAD, ASR stream on the room's
+    model in its language (fixed, or detected by a LanguagePolicy) and task, streaming diarizer
+    when live diarization is on, event log and hooks. `room` defaults to [asr]'s; its model must
+    be loaded (Models.recognizers.get) and checked before. `release` ends injected stalls
     (debug.stall_pipeline_after) at shutdown."""
-    recognizer = models.recognizer
+    room = room or config.room_asr()
+    recognizer = models.recognizers.get(room.model)
     if config.debug.stall_pipeline_after > 0:
         recognizer = StallingRecognizer(recognizer, time.monotonic() + config.debug.stall_pipeline_after, release)
-    asr = AsrStream(recognizer, models.vad.stream(config.vad), config.streaming)
+    asr = AsrStream.for_room(recognizer, models.vad.stream(config.vad), config.streaming, room.language, room.task)
     diarizer = (StreamingDiarizer(models.diarization, config.diarization)
                 if models.diarization is not None else None)
 
@@ -95,5 +136,5 @@ def build_session(
     pipeline = Pipeline(make_source(on_source_state), asr, executor, diarizer=diarizer,
                         on_decode=functools.partial(hooks.decode_took, session_id))
     session = Session(session_id, kind, pipeline, EventLog(session_id, config.server.retained_events),
-                      hooks=hooks, language=config.asr.language or "en", log_transcripts=config.log.transcripts)
+                      hooks=hooks, asr=room, log_transcripts=config.log.transcripts)
     return session

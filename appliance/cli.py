@@ -28,9 +28,22 @@ def _file_config(args: argparse.Namespace):
     from appliance.config import load_config
 
     flags = [f"asr.{key}={json.dumps(value)}" for key, value in
-             (("model", args.model), ("language", args.language), ("compute_type", args.compute_type))
+             (("model", args.model), ("language", args.language), ("compute_type", args.compute_type),
+              ("task", args.task))
              if value is not None]
     return load_config(args.config, os.environ, [*args.set, *flags])
+
+
+def _recognizer(config):
+    """The configured model, refused (exit 2) if it cannot do the language or task asked of it."""
+    from appliance.asr.recognizer import WhisperRecognizer
+    from appliance.inference.whisper import load_whisper
+
+    recognizer = WhisperRecognizer(load_whisper(config.asr), config.asr)
+    problem = recognizer.cannot(config.asr.language, config.asr.task)
+    if problem:
+        raise CliError(f"asr.model: {config.asr.model} {problem}")
+    return recognizer
 
 
 def _progress_bar(total: float) -> Callable[[float], None] | None:
@@ -62,9 +75,7 @@ def _emit(args: argparse.Namespace, text: str) -> None:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from appliance.asr.recognizer import WhisperRecognizer
     from appliance.audio.decode import load_audio
-    from appliance.inference.whisper import load_whisper
     from appliance.subtitles.layout import layout_cues
     from appliance.subtitles.writers import CUE_WRITERS, to_rttm
 
@@ -73,7 +84,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.format == "rttm":  # who spoke when: no speech recognition needed
         _emit(args, to_rttm(_diarize(samples, config), uri=args.file.stem))
         return 0
-    recognizer = WhisperRecognizer(load_whisper(config.asr), config.asr)
+    recognizer = _recognizer(config)
     duration = len(samples) / SAMPLE_RATE
     words, language = recognizer.transcribe_file(samples, progress=_progress_bar(duration))
     if args.diarize:
@@ -88,25 +99,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
     import contextlib
 
-    from appliance.asr.recognizer import WhisperRecognizer
     from appliance.audio.decode import load_audio
     from appliance.evaluation import read_reference, word_error_rate
-    from appliance.inference.whisper import load_whisper
     from appliance.replay import replay
     from appliance.vad.silero import SileroVad
 
     config = _file_config(args)
     samples = load_audio(args.file)
     reference = read_reference(args.reference) if args.reference else None
-    recognizer = WhisperRecognizer(load_whisper(config.asr), config.asr)
+    recognizer = _recognizer(config)
     vad = SileroVad.load(config.inference)
     with contextlib.ExitStack() as stack:
         events = stack.enter_context(args.events.open("w")) if args.events else None
         result = asyncio.run(replay(samples, recognizer, vad, realtime=args.realtime, streaming=config.streaming,
-                                    vad_config=config.vad, events_out=events))
+                                    vad_config=config.vad, events_out=events, language=config.asr.language,
+                                    task=config.asr.task))
     summary = result.summary()
     if reference is not None:
-        summary["wer"] = round(word_error_rate(reference, result.text), 4)
+        summary["wer"] = round(word_error_rate(reference, result.text, result.language or "en"), 4)
     mode = "real time" if args.realtime else "fast"
     print(f"replay of {args.file} ({mode}, {summary['audio_seconds']} s of audio)")
     for key, value in summary.items():
@@ -191,6 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     microphone = None if args.replay else _working_microphone()
     address = f"127.0.0.1:{free_port()}"
+    http_address = f"127.0.0.1:{free_port()}"
     if microphone:
         room = f'source = "microphone"\ndevice = {json.dumps(microphone)}'
         print(f"demo: captioning the microphone {microphone!r} (Ctrl-C to stop)", file=sys.stderr)
@@ -202,6 +213,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp:
         config = Path(tmp) / "demo.toml"
         config.write_text(f'[server]\nlisten = "{address}"\n\n[metrics]\nlisten = "127.0.0.1:0"\n\n'
+                          f'[http]\nlisten = "{http_address}"\n\n'
                           f'[[sessions]]\nid = "room"\n{room}\n')
         log = (Path(tmp) / "daemon.log").open("w+")
         daemon = subprocess.Popen([sys.executable, "-m", "appliance", "--log-level", "INFO", "serve",
@@ -214,7 +226,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     log.seek(0)
                     raise CliError(f"the daemon did not start:\n{log.read()}")
                 time.sleep(0.2)
-            print(f"demo: daemon serving on {address}; subscribing to room", file=sys.stderr)
+            print(f"demo: daemon serving on {address}; room screen at http://{http_address}/captions/room; "
+                  "subscribing to room", file=sys.stderr)
             _print_captions(endpoint, "room", partials=True, fmt="text")
         except KeyboardInterrupt:
             pass
@@ -358,6 +371,8 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="manifest model name or a CTranslate2 Whisper directory (asr.model)")
     parser.add_argument("--language", help="language code for multilingual models (asr.language; default: detect)")
     parser.add_argument("--compute-type", help="CTranslate2 compute type (asr.compute_type)")
+    parser.add_argument("--task", choices=["transcribe", "translate"],
+                        help="translate: English subtitles of any speech, multilingual models only (asr.task)")
     _config_options(parser)
 
 
@@ -394,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(replay)
     replay.set_defaults(run=cmd_replay)
 
-    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC")
+    serve = commands.add_parser("serve", help="run the daemon: capture, recognise, serve subtitles over gRPC and HTTP")
     _config_options(serve)
     serve.set_defaults(run=cmd_serve)
 

@@ -6,6 +6,7 @@ message naming it rather than deep inside the audio path.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 import types
 import typing
@@ -14,6 +15,38 @@ from enum import StrEnum
 from pathlib import Path
 
 SAMPLE_RATE = 16_000  # every stage after capture works on 16 kHz mono float32
+
+
+# Whisper's language codes (faster_whisper.tokenizer._LANGUAGE_CODES), to check a setting
+# without loading a model; "auto" detects the language from the room's speech.
+WHISPER_LANGUAGES = frozenset(
+    "af am ar as az ba be bg bn bo br bs ca cs cy da de el en es et eu fa fi fo fr gl gu ha haw he hi hr ht hu "
+    "hy id is it ja jw ka kk km kn ko la lb ln lo lt lv mg mi mk ml mn mr ms mt my ne nl nn no oc pa pl ps pt ro "
+    "ru sa sd si sk sl sn so sq sr su sv sw ta te tg th tk tl tr tt uk ur uz vi yi yo zh yue".split())
+AUTO = "auto"
+TASKS = ("transcribe", "translate")  # translate: Whisper's own task, English subtitles of any speech
+
+
+def language_problem(language: str | None) -> str | None:
+    """Why `language` cannot be a room's language, or None (None and "auto" mean: detect it)."""
+    if language is None or language == AUTO or language in WHISPER_LANGUAGES:
+        return None
+    return f"unknown language {language!r}: a Whisper language code (en, fr, de, ...) or \"auto\""
+
+
+def task_problem(task: str | None) -> str | None:
+    return None if task is None or task in TASKS else f"unknown task {task!r}: transcribe or translate"
+
+
+@dataclass(frozen=True)
+class RoomAsr:
+    """What one room asks of speech recognition: a model (manifest name or directory), its
+    language (None: detect) and the task. Resolved from [asr], the room's table, or the first
+    AudioChunk of a pushed stream; checked against the model when the room starts."""
+
+    model: str
+    language: str | None = None
+    task: str = "transcribe"
 
 
 class SourceKind(StrEnum):
@@ -52,7 +85,8 @@ class AsrConfig:
     """The Whisper recognizer (CTranslate2)."""
 
     model: str = "whisper-tiny.en"  # a manifest name, or a path to any CT2 Whisper directory
-    language: str | None = None  # None: the model's only language, or auto-detect
+    language: str | None = None  # rooms' default; None or "auto": detect (English-only models: en)
+    task: str = "transcribe"  # rooms' default: transcribe, or translate (English subtitles of any speech)
     device: str = "cpu"  # cpu | cuda | auto
     compute_type: str = "int8"
     cpu_threads: int = 2  # CTranslate2 intra-op threads per model call
@@ -62,9 +96,15 @@ class AsrConfig:
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
     no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech
+    tokens_per_second: float = 8.0  # streaming: cap generated tokens at this rate of audio (+10); speech is ~3-5
+    # Loop guard of a decode narrower than beam_size: above this gzip compression ratio of its text
+    # (or a repeated n-gram at its end, or the token cap reached) it is decoded again at beam_size. 0: ratio off.
+    compression_ratio_threshold: float = 2.4
 
     def __post_init__(self) -> None:
         _require(self.device in ("cpu", "cuda", "auto"), "asr.device", f"unknown device {self.device!r}")
+        _require(language_problem(self.language) is None, "asr.language", language_problem(self.language) or "")
+        _require(task_problem(self.task) is None, "asr.task", task_problem(self.task) or "")
         _require(self.cpu_threads >= 1, "asr.cpu_threads", "must be >= 1")
         _require(self.num_workers >= 1, "asr.num_workers", "must be >= 1")
         _require(self.batch_size >= 1, "asr.batch_size", "must be >= 1")
@@ -72,6 +112,9 @@ class AsrConfig:
         _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
         _require(0 <= self.min_window <= 30, "asr.min_window", "must be between 0 and 30 seconds")
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")
+        _require(1 <= self.tokens_per_second <= 20, "asr.tokens_per_second", "must be between 1 and 20")
+        _require(self.compression_ratio_threshold == 0 or self.compression_ratio_threshold >= 1,
+                 "asr.compression_ratio_threshold", "must be 0 (off) or >= 1")
 
     def model_path(self) -> Path | None:
         """The model as a filesystem path when it is one rather than a manifest name."""
@@ -120,14 +163,30 @@ class VadConfig:
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    """The streaming ASR timing contract: how often to re-decode, when words settle."""
+    """The streaming ASR timing contract: how often to re-decode, when words settle.
+
+    Defaults come from the streaming decoder study (bench/test_streaming_study.py, README).
+    """
 
     step: float = 0.5  # re-decode after this much new audio (seconds)
     agreement: int = 2  # LocalAgreement-n: hypotheses that must agree before a word is final
-    trim_after: float = 5.0  # cut the buffer at a final sentence end once it is this long
+    commit_context: float = 0.0  # ... and it must end at least this long before the buffer end (s)
+    # Time guard: a word one hypothesis has ending this long before the buffer end, with at least
+    # commit_probability, is final without a second hypothesis. 0: agreement only.
+    commit_guard: float = 0.5
+    commit_probability: float = 0.85
+    commit_deadline: float = 1.5  # with the guard on: a word ending this long before the buffer end is final
+    # Beam of the tentative decodes (their words may still change); flushes and forced commits use
+    # asr.beam_size. 0: asr.beam_size everywhere.
+    tentative_beam: int = 1
+    first_decode: float = 1.0  # no tentative decode before the buffer holds this much speech (s)
+    trim_after: float = 5.0  # cut the buffer at a final word boundary once it is this long
+    trim_pause: float = 0.15  # a final word followed by this much silence is a cut point; 0: sentence ends only
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
+    lead_in: float = 0.0  # the decode buffer starts this long before the VAD's speech start (at most idle_keep)
+    max_word_rate: float = 6.0  # collapse repeated word runs faster than this (words/s); 0: off
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
     vad_flush: bool = True
@@ -135,10 +194,21 @@ class StreamingConfig:
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")
         _require(self.agreement >= 1, "streaming.agreement", "must be >= 1")
+        _require(0 <= self.commit_context <= 5, "streaming.commit_context", "must be between 0 and 5 seconds")
+        _require(0 <= self.commit_guard <= 5, "streaming.commit_guard", "must be between 0 and 5 seconds")
+        _require(0 <= self.commit_probability <= 1, "streaming.commit_probability", "must be in [0, 1]")
+        _require(self.commit_deadline == 0 or self.commit_deadline >= self.commit_guard, "streaming.commit_deadline",
+                 "must be 0 (off) or >= commit_guard")
+        _require(self.tentative_beam >= 0, "streaming.tentative_beam", "must be >= 0 (0: asr.beam_size)")
+        _require(0 <= self.first_decode <= 5, "streaming.first_decode", "must be between 0 and 5 seconds")
         _require(0 < self.trim_after <= self.max_buffer, "streaming.trim_after", "must be in (0, max_buffer]")
+        _require(0 <= self.trim_pause <= 2, "streaming.trim_pause", "must be between 0 and 2 seconds")
         _require(self.max_buffer <= 25, "streaming.max_buffer", "must be <= 25 s (Whisper sees 30 s)")
         _require(0 <= self.force_margin < self.max_buffer, "streaming.force_margin", "must be in [0, max_buffer)")
         _require(self.idle_keep >= 0.3, "streaming.idle_keep", "must be >= 0.3 s")
+        _require(0 <= self.lead_in <= self.idle_keep, "streaming.lead_in", "must be in [0, idle_keep]")
+        _require(self.max_word_rate == 0 or self.max_word_rate >= 2, "streaming.max_word_rate",
+                 "must be 0 (off) or >= 2 words per second")
 
 
 def _host(listen: str) -> str:
@@ -160,6 +230,28 @@ def _check_endpoint(section: str, config: object, files: tuple[str, ...]) -> Non
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
+def _check_plaintext(section: str, config: object) -> None:
+    """Plaintext only on loopback, unless the operator opts in: one rule for every listening face."""
+    _require(config.tls_cert is not None or _host(config.listen) in LOOPBACK or config.allow_insecure_remote,
+             f"{section}.listen", f"{config.listen} is not loopback: configure tls_cert/tls_key "
+             "(or set allow_insecure_remote = true to serve plaintext anyway)")
+
+
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def session_id_problem(session_id: str) -> str | None:
+    """Why `session_id` cannot name a room (configured or pushed), or None if it can.
+
+    Ids become metric labels, health service names and export names: ASCII letters,
+    digits, - and _, at most 64 characters. The message quotes at most 64 characters of it.
+    """
+    if _SESSION_ID.fullmatch(session_id):
+        return None
+    shown = repr(session_id[:64]) + ("..." if len(session_id) > 64 else "")
+    return f"session id {shown}: use 1 to 64 letters, digits, - and _"
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """The gRPC API: address, TLS, tokens, and the limits that protect the pipeline."""
@@ -174,21 +266,32 @@ class ServerConfig:
     max_message_bytes: int = 65_536
     max_concurrent_rpcs: int = 2_000
     max_subscribers_per_session: int = 1_000
-    subscriber_backlog: int = 256  # non-partial events a subscriber may fall behind before it is ended
+    # A subscriber is ended (it resumes by seq) once its undelivered events pass any of these:
+    subscriber_backlog: int = 256  # non-partial events
+    subscriber_backlog_seconds: float = 10.0  # age of the oldest undelivered event (or of a stuck write)
+    subscriber_backlog_bytes: int = 1 << 20  # encoded size of the queued events
     max_push_sessions: int = 8
+    push_idle_seconds: float = 20.0  # a request stream (a push) with no message for this long is ended
+    request_seconds: float = 10.0  # a unary request message must arrive complete within this
+    max_ended_sessions: int = 32  # ended pushed sessions kept for Get/Export/resume, the oldest dropped first
+    ended_session_seconds: float = 3600.0  # ...and for at most this long after they end
+    auth_max_failures: int = 10  # wrong or missing tokens from one address before it is locked out
+    auth_lockout_seconds: float = 30.0  # how long a locked-out address is refused (doubling while it persists)
     retained_events: int = 100_000  # per session: how far back a subscriber can resume
     grace_seconds: float = 5.0  # drain time on SIGTERM
 
     def __post_init__(self) -> None:
         _check_endpoint("server", self, ("tls_cert", "tls_key", "client_ca", "token_file"))
         _require(self.client_ca is None or self.tls_cert is not None, "server.client_ca", "needs tls_cert and tls_key")
-        _require(self.tls_cert is not None or _host(self.listen) in LOOPBACK or self.allow_insecure_remote,
-                 "server.listen", f"{self.listen} is not loopback: configure tls_cert/tls_key "
-                 "(or set allow_insecure_remote = true to serve plaintext anyway)")
+        _check_plaintext("server", self)
         for key in ("max_message_bytes", "max_concurrent_rpcs", "max_subscribers_per_session",
-                    "subscriber_backlog", "retained_events"):
+                    "subscriber_backlog", "subscriber_backlog_bytes", "retained_events", "auth_max_failures"):
             _require(getattr(self, key) >= 1, f"server.{key}", "must be >= 1")
+        for key in ("subscriber_backlog_seconds", "push_idle_seconds", "request_seconds", "auth_lockout_seconds"):
+            _require(getattr(self, key) > 0, f"server.{key}", "must be > 0 seconds")
         _require(self.max_push_sessions >= 0, "server.max_push_sessions", "must be >= 0")
+        _require(self.max_ended_sessions >= 0, "server.max_ended_sessions", "must be >= 0")
+        _require(self.ended_session_seconds >= 0, "server.ended_session_seconds", "must be >= 0")
         _require(self.grace_seconds >= 0, "server.grace_seconds", "must be >= 0")
 
     @property
@@ -205,9 +308,35 @@ class MetricsConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None  # set: scrapers must present a certificate it signed
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
 
     def __post_init__(self) -> None:
         _check_endpoint("metrics", self, ("tls_cert", "tls_key", "client_ca"))
+        _require(self.client_ca is None or self.tls_cert is not None, "metrics.client_ca", "needs tls_cert and tls_key")
+        _check_plaintext("metrics", self)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP face: the room-screen page, Server-Sent Events, exports.
+
+    TLS (certificate, key, client CA) and bearer tokens are the gRPC server's ([server]):
+    one set of secrets for the box. Limits on subscribers and their backlog are the
+    server's too: an SSE reader is a subscriber like any other.
+    """
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"
+    allow_insecure_remote: bool = False  # plaintext on a non-loopback address only if forced
+    heartbeat_seconds: float = 2.0  # an SSE stream with no event sends a heartbeat this often
+    max_body_bytes: int = 1 << 20  # request bodies (none of today's routes takes one)
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        _require(bool(host) and port.isdigit() and 0 <= int(port) < 65536, "http.listen",
+                 f"expected HOST:PORT, got {self.listen!r}")
+        _require(0.1 <= self.heartbeat_seconds <= 60, "http.heartbeat_seconds", "must be between 0.1 and 60 s")
+        _require(self.max_body_bytes >= 1, "http.max_body_bytes", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -240,12 +369,18 @@ class SessionConfig:
     source: SourceKind = SourceKind.MICROPHONE  # microphone | replay
     file: Path | None = None  # replay: the recording
     device: str | int | None = None  # microphone: overrides capture.device for this room
+    model: str | None = None  # this room's recognizer (default asr.model), e.g. "whisper-base" for French
+    language: str | None = None  # this room's language (default asr.language; "auto": detect)
+    task: str | None = None  # transcribe | translate (default asr.task)
 
     def __post_init__(self) -> None:
-        _require(bool(self.id) and self.id.replace("-", "").replace("_", "").isalnum(), "sessions.id",
-                 f"{self.id!r}: use letters, digits, - and _")
+        problem = session_id_problem(self.id)
+        _require(problem is None, "sessions.id", problem or "")
         _require(self.source in (SourceKind.MICROPHONE, SourceKind.REPLAY), f"sessions.{self.id}.source",
                  f"unknown source {str(self.source)!r} (microphone or replay)")
+        _require(language_problem(self.language) is None, f"sessions.{self.id}.language",
+                 language_problem(self.language) or "")
+        _require(task_problem(self.task) is None, f"sessions.{self.id}.task", task_problem(self.task) or "")
         _require(self.source != "replay" or (self.file is not None and Path(self.file).is_file()),
                  f"sessions.{self.id}.file", f"replay needs an existing file, got {self.file}")
 
@@ -377,6 +512,7 @@ class AppConfig:
     diarization: DiarizationConfig = field(default_factory=DiarizationConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     sessions: tuple[SessionConfig, ...] = ()
@@ -384,13 +520,29 @@ class AppConfig:
     def __post_init__(self) -> None:
         ids = [s.id for s in self.sessions]
         _require(len(ids) == len(set(ids)), "sessions", f"duplicate session ids in {ids}")
+        # The HTTP face carries the same tokens as gRPC: plaintext only where nobody can listen in.
+        _require(not self.http.enabled or self.server.tls or _host(self.http.listen) in LOOPBACK
+                 or self.http.allow_insecure_remote,
+                 "http.listen", f"{self.http.listen} is not loopback: configure server.tls_cert/tls_key "
+                 "(the HTTP face uses the same certificate) or set http.allow_insecure_remote = true")
+
+    def room_asr(self, room: SessionConfig | None = None, model: str | None = None, language: str | None = None,
+                 task: str | None = None) -> RoomAsr:
+        """A room's recognition: what its caller declared (a pushed stream's first chunk), else its
+        [[sessions]] table, else [asr]."""
+        def first(*values):
+            return next((v for v in values if v), None)
+
+        return RoomAsr(model=first(model, room and room.model, self.asr.model),
+                       language=first(language, room and room.language, self.asr.language),
+                       task=first(task, room and room.task, self.asr.task))
 
 
 # --- loading: TOML file, then APPLIANCE_* environment, then command-line overrides ---
 
 _SECTIONS = {"inference": InferenceConfig, "asr": AsrConfig, "streaming": StreamingConfig, "vad": VadConfig,
              "capture": CaptureConfig, "diarization": DiarizationConfig, "server": ServerConfig,
-             "metrics": MetricsConfig, "log": LogConfig, "debug": DebugConfig}
+             "metrics": MetricsConfig, "http": HttpConfig, "log": LogConfig, "debug": DebugConfig}
 ENV_PREFIX = "APPLIANCE_"
 
 

@@ -13,38 +13,109 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health_pb2
 from prometheus_client import CollectorRegistry, start_http_server
 
 from appliance.audio.decode import load_audio
 from appliance.audio.pcm import PcmFormat
 from appliance.audio.sources import FileReplaySource, PushSource
 from appliance.build import Models, StateListener, build_session
-from appliance.config import AppConfig, CaptureConfig, MetricsConfig, SessionConfig, SourceKind
+from appliance.config import (
+    AppConfig,
+    CaptureConfig,
+    MetricsConfig,
+    RoomAsr,
+    SessionConfig,
+    SourceKind,
+    language_problem,
+    session_id_problem,
+    task_problem,
+)
+from appliance.inference.manifest import ModelError
+from appliance.http.app import HttpFace
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
 from appliance.service.interceptors import RpcCountingInterceptor
-from appliance.service.server import SERVICES, build_server
+from appliance.service.server import SERVICES, RoomHealth, build_server
 from appliance.session import Session
 from appliance.subtitles.events import SessionState
 
 log = logging.getLogger(__name__)
 
-MAX_ENDED_SESSIONS = 32  # ended push sessions kept for Get/Export before the oldest is dropped
+SWEEP_SECONDS = 1.0  # how often stalled subscribers and expired ended sessions are looked for
 
 
-class DaemonHooks:
-    """What sessions report, to health (a `session/<id>` entry per room) and metrics (if on)."""
+@dataclass
+class Daemon:
+    """The rooms (as the servicers see them), and what each session reports (its SessionHooks):
+    a `session/<id>` health entry per room, metrics when they are on."""
 
-    def __init__(self, health_servicer: health.aio.HealthServicer, metrics: Metrics | None,
-                 model: tuple[str, str]):
-        self.health = health_servicer
-        self.metrics = metrics
-        self.model = model  # (name, provider) of the recognizer, the inference metric's labels
+    config: AppConfig
+    models: Models
+    health: RoomHealth
+    metrics: Metrics | None = None
+    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
+        max_workers=2, thread_name_prefix="inference"))
+    sessions: dict[str, Session] = field(default_factory=dict)
+    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
+    _ended_at: dict[str, float] = field(default_factory=dict)  # monotonic time each push session ended
+    _health_updates: set[asyncio.Task] = field(default_factory=set)  # referenced until done (weak in the loop)
+    _push_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _unstall: threading.Event = field(default_factory=threading.Event)  # ends injected stalls at shutdown
+
+    # --- Rooms, as the servicers see the daemon ---
+
+    def get(self, session_id: str) -> Session | None:
+        return self.sessions.get(session_id)
+
+    def all(self) -> list[Session]:
+        return list(self.sessions.values())
+
+    async def room_asr(self, model: str, language: str, task: str) -> RoomAsr:
+        """What a pushed stream asks for (empty: the daemon's [asr] defaults), checked, its model loaded
+        (once, in the executor, the first time a room uses it). ValueError says what is wrong."""
+        for problem in (language_problem(language or None), task_problem(task or None)):
+            if problem:
+                raise ValueError(problem)
+        room = self.config.room_asr(None, model or None, language or None, task or None)
+        recognizers = self.models.recognizers
+        known = {name for name, spec in recognizers.manifest.items() if spec.role == "asr"}
+        known |= {self.config.room_asr(r).model for r in (None, *self.config.sessions)}
+        if room.model not in known:  # never a path a client names
+            raise ValueError(f"unknown model {room.model!r} (this box has: {', '.join(sorted(known))})")
+        if not recognizers.loaded(room.model):
+            try:
+                await asyncio.get_running_loop().run_in_executor(self.executor, recognizers.get, room.model)
+            except ModelError as exc:
+                raise ValueError(f"model {room.model!r} cannot be loaded: {exc}") from None
+        recognizers.check(room, "model")
+        return room
+
+    def open_push(self, session_id: str | None, audio_format: PcmFormat,
+                  room: RoomAsr | None = None) -> tuple[Session, PushSource]:
+        if session_id is not None and (problem := session_id_problem(session_id)):
+            raise ValueError(problem)
+        if session_id is None:
+            session_id = f"push-{next(self._push_ids)}"
+            while session_id in self.sessions:
+                session_id = f"push-{next(self._push_ids)}"
+        if session_id in self.sessions:
+            raise KeyError(f"session {session_id!r} already exists")
+        live = sum(1 for s in self.sessions.values()
+                   if s.source_kind == SourceKind.PUSH and s.state != SessionState.ENDED)
+        if live >= self.config.server.max_push_sessions:
+            raise OverflowError(f"at most {self.config.server.max_push_sessions} pushed streams at once")
+        session = self._start(session_id, SourceKind.PUSH, lambda on_state: PushSource(audio_format), room)
+        return session, session.pipeline.source
+
+    # --- what sessions report (session.SessionHooks) ---
 
     def state_changed(self, session: Session) -> None:
         status = "SERVING" if session.state == SessionState.RUNNING else "NOT_SERVING"
-        asyncio.ensure_future(self.health.set(f"session/{session.session_id}", _health(status)))
+        self._update_health(self.health.set(f"session/{session.session_id}", _health(status)))
+        if session.state == SessionState.ENDED and session.source_kind == SourceKind.PUSH:
+            self._ended_at.setdefault(session.session_id, time.monotonic())  # its retention starts
+            self._forget_old_sessions()
 
     def word_latency(self, session_id: str, partial: float, final: float) -> None:
         if self.metrics is not None:
@@ -57,49 +128,20 @@ class DaemonHooks:
 
     def decode_took(self, session_id: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.inference.labels(*self.model).observe(seconds)
+            name, _, provider = self.models.info[0]
+            self.metrics.inference.labels(name, provider).observe(seconds)
 
-
-@dataclass
-class Daemon:
-    config: AppConfig
-    models: Models
-    hooks: DaemonHooks
-    metrics: Metrics | None = None
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
-        max_workers=2, thread_name_prefix="inference"))
-    sessions: dict[str, Session] = field(default_factory=dict)
-    tasks: dict[str, asyncio.Task] = field(default_factory=dict)
-    _push_ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    _unstall: threading.Event = field(default_factory=threading.Event)  # ends injected stalls at shutdown
-
-    # --- Rooms, as the servicers see the daemon ---
-
-    def get(self, session_id: str) -> Session | None:
-        return self.sessions.get(session_id)
-
-    def all(self) -> list[Session]:
-        return list(self.sessions.values())
-
-    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
-        if session_id is None:
-            session_id = f"push-{next(self._push_ids)}"
-            while session_id in self.sessions:
-                session_id = f"push-{next(self._push_ids)}"
-        if session_id in self.sessions:
-            raise KeyError(f"session {session_id!r} already exists")
-        live = sum(1 for s in self.sessions.values()
-                   if s.source_kind == SourceKind.PUSH and s.state != SessionState.ENDED)
-        if live >= self.config.server.max_push_sessions:
-            raise OverflowError(f"at most {self.config.server.max_push_sessions} pushed streams at once")
-        session = self._start(session_id, SourceKind.PUSH, lambda on_state: PushSource(audio_format))
-        return session, session.pipeline.source
+    def _update_health(self, change) -> None:
+        task = asyncio.ensure_future(change)
+        self._health_updates.add(task)
+        task.add_done_callback(self._health_updates.discard)
 
     # --- sessions ---
 
-    def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object]) -> Session:
+    def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object],
+               room: RoomAsr | None = None) -> Session:
         session = build_session(session_id, kind, make_source, self.config, self.models, self.executor,
-                                self.hooks, self._unstall)
+                                self, self._unstall, room)
         self.sessions[session_id] = session
         self.tasks[session_id] = asyncio.create_task(self._run(session), name=f"session-{session_id}")
         self._forget_old_sessions()
@@ -112,21 +154,40 @@ class Daemon:
             log.exception("session %s failed", session.session_id)
             session.set_state(SessionState.ENDED, "internal error; see the daemon log")
 
-    def _forget_old_sessions(self) -> None:
+    def _forget_old_sessions(self, now: float | None = None) -> None:
+        """Drop ended pushed sessions past server.max_ended_sessions (the oldest first) or older
+        than server.ended_session_seconds, with their health entries and metric series."""
+        now = time.monotonic() if now is None else now
+        limits = self.config.server
         ended = [s for s in self.sessions.values()
                  if s.state == SessionState.ENDED and s.source_kind == SourceKind.PUSH]
-        for session in ended[: max(0, len(ended) - MAX_ENDED_SESSIONS)]:
-            del self.sessions[session.session_id]
-            self.tasks.pop(session.session_id, None)
-            if self.metrics is not None:
-                for histogram in (self.metrics.partial_word_latency, self.metrics.final_word_latency,
-                                  self.metrics.speaker_label_latency):
-                    with contextlib.suppress(KeyError):
-                        histogram.remove(session.session_id)
+        surplus = max(0, len(ended) - limits.max_ended_sessions)
+        for index, session in enumerate(ended):
+            if index < surplus or now - self._ended_at.get(session.session_id, now) > limits.ended_session_seconds:
+                self._forget(session)
+
+    def _forget(self, session: Session) -> None:
+        session_id = session.session_id
+        del self.sessions[session_id]
+        self.tasks.pop(session_id, None)
+        self._ended_at.pop(session_id, None)
+        if self.metrics is not None:
+            for series in (self.metrics.partial_word_latency, self.metrics.final_word_latency,
+                           self.metrics.speaker_label_latency, self.metrics.subscribers_ended_slow):
+                with contextlib.suppress(KeyError):
+                    series.remove(session_id)
+        self._update_health(self.health.forget(f"session/{session_id}"))
+
+    def sweep(self, now: float) -> None:
+        """The periodic checks: subscribers stalled past their age bound (even when nothing more is
+        published) are ended, ended sessions past their retention forgotten."""
+        for session in list(self.sessions.values()):
+            session.fanout.expire(now)
+        self._forget_old_sessions(now)
 
     def start_configured(self, source_for: SourceFactory) -> None:
         for room in self.config.sessions:
-            self._start(room.id, room.source, functools.partial(source_for, room))
+            self._start(room.id, room.source, functools.partial(source_for, room), self.config.room_asr(room))
 
     def stalled(self, limit: float) -> list[str]:
         """Sessions whose pipeline has been inside one decode for longer than `limit` seconds."""
@@ -155,6 +216,8 @@ def check_devices(config: AppConfig) -> list[str]:
     channels) is a ConfigError naming it. An absent microphone is not an error: a USB microphone
     is often plugged in after the box boots, so its room starts down and opens it when it
     appears. Returns one line per absent microphone."""
+    if not any(session.source == SourceKind.MICROPHONE for session in config.sessions):
+        return []  # no microphone: PortAudio (and its ALSA/JACK/PulseAudio probing) is never loaded
     from appliance.audio.capture import DeviceNotFound, resolve_device
 
     absent = []
@@ -203,6 +266,7 @@ class Running:
     daemon: Daemon
     port: int
     metrics_port: int | None
+    http_port: int | None = None
 
 
 async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
@@ -221,6 +285,12 @@ async def _watchdog(daemon: Daemon, notifier: Notifier) -> None:
         await asyncio.sleep(interval)
 
 
+async def _sweeper(daemon: Daemon) -> None:
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        daemon.sweep(time.monotonic())
+
+
 @contextlib.asynccontextmanager
 async def running(
     config: AppConfig, models: Models, source_for: SourceFactory | None = None,
@@ -230,9 +300,8 @@ async def running(
     for absent in check_devices(config):
         log.warning("%s; the room stays down until it appears", absent)
     metrics = Metrics(registry) if registry is not None else None
-    health_servicer = health.aio.HealthServicer()
-    name, _, provider = models.info[0]
-    daemon = Daemon(config, models, DaemonHooks(health_servicer, metrics, (name, provider)), metrics)
+    health_servicer = RoomHealth()
+    daemon = Daemon(config, models, health_servicer, metrics)
     interceptors = []
     if metrics is not None:
         registry.register(SessionCollector(daemon.all))
@@ -242,10 +311,13 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
+    http = HttpFace(config.http, config.server, daemon, hooks=metrics) if config.http.enabled else None
     metrics_server, metrics_port = None, None
     if metrics is not None and config.metrics.enabled:
         metrics_server, metrics_port = start_metrics_server(config.metrics, registry)
     await server.start()
+    sweeper = asyncio.create_task(_sweeper(daemon), name="sweeper")
+    http_port = await http.start() if http is not None else None
     watchdog = None
     if notifier is not None and notifier.watchdog_interval:
         watchdog = asyncio.create_task(_watchdog(daemon, notifier), name="watchdog")
@@ -253,14 +325,20 @@ async def running(
         daemon.start_configured(source_for or source_factory(config))
         for name in ("", *SERVICES):
             await health_servicer.set(name, _health("SERVING"))
-        log.info("listening on %s (port %d), metrics on %s, sessions: %s", config.server.listen, port,
-                 f"port {metrics_port}" if metrics_port else "off", ", ".join(daemon.sessions) or "none")
-        yield Running(daemon, port, metrics_port)
+        log.info("listening on %s (port %d), http on %s, metrics on %s, sessions: %s", config.server.listen, port,
+                 f"port {http_port}" if http_port else "off", f"port {metrics_port}" if metrics_port else "off",
+                 ", ".join(daemon.sessions) or "none")
+        yield Running(daemon, port, metrics_port, http_port)
     finally:
         log.info("stopping: draining for up to %.1f s", config.server.grace_seconds)
         await health_servicer.enter_graceful_shutdown()
+        if http is not None:
+            http.stopping = True  # /healthz says so while the rooms drain
         await daemon.drain(config.server.grace_seconds)
         await server.stop(config.server.grace_seconds)
+        sweeper.cancel()
+        if http is not None:
+            await http.stop()  # after the drain: SSE readers got the rooms' last cues
         if watchdog is not None:
             watchdog.cancel()
         if metrics_server is not None:

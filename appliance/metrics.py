@@ -48,6 +48,10 @@ class Metrics:
         self.rpcs = Counter(
             "grpc_server_handled_total", "RPCs completed on the server, by method and status code.",
             ["grpc_service", "grpc_method", "grpc_code"], registry=registry)
+        self.http_requests = Counter(
+            "appliance_http_requests_total",
+            "HTTP requests completed, by route template (not the raw path), method and status code.",
+            ["route", "method", "code"], registry=registry)
         self.auth_failures = Counter(
             "appliance_auth_failures_total", "Calls refused for a missing or invalid token.", ["grpc_method"],
             registry=registry)
@@ -70,6 +74,9 @@ class Metrics:
 
     def bad_input_seen(self, method: str, reason: str) -> None:
         self.bad_input.labels(method).inc()
+
+    def http_request(self, route: str, method: str, status: int) -> None:
+        self.http_requests.labels(route, method, str(status)).inc()
 
     def auth_failed(self, method: str) -> None:
         self.auth_failures.labels(method.rsplit("/", 1)[-1]).inc()

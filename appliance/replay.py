@@ -35,6 +35,7 @@ class ReplayResult:
     wall_seconds: float = 0.0
     stats: StreamStats = field(default_factory=StreamStats)
     events: int = 0
+    language: str | None = None  # the stream's language at the end (fixed or detected)
 
     @property
     def text(self) -> str:
@@ -58,6 +59,7 @@ class ReplayResult:
             "cpu_per_audio_second": round(self.cpu_per_audio_second, 3),
             "updates": self.stats.updates,
             "merged_updates": self.stats.merged_updates,
+            "language": self.language,
         }
 
 
@@ -89,9 +91,11 @@ async def replay(
     streaming: StreamingConfig | None = None,
     vad_config: VadConfig | None = None,
     events_out: IO[str] | None = None,
+    language: str | None = None,
+    task: str | None = None,
 ) -> ReplayResult:
     source = FileReplaySource(samples, realtime=realtime)
-    stream = AsrStream(recognizer, vad.stream(vad_config), streaming)
+    stream = AsrStream.for_room(recognizer, vad.stream(vad_config), streaming, language, task)
     result = ReplayResult(audio_seconds=len(samples) / SAMPLE_RATE, stats=stream.stats)
     cpu0, wall0 = time.process_time(), time.monotonic()
 
@@ -109,6 +113,7 @@ async def replay(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-asr") as executor:
         await collect(Pipeline(source, stream, executor), result, record)
+    result.language = stream.language
     result.cpu_seconds = time.process_time() - cpu0
     result.wall_seconds = time.monotonic() - wall0
     return result

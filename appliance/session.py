@@ -20,7 +20,7 @@ from typing import Protocol
 from appliance.asr.latency import FirstShown, word_latencies
 from appliance.asr.stream import AsrStream
 from appliance.audio.frames import SILENCE_DBFS, AudioFrame, CaptureClock, level_dbfs
-from appliance.config import SAMPLE_RATE, SourceKind
+from appliance.config import SAMPLE_RATE, RoomAsr, SourceKind
 from appliance.delivery.eventlog import EventLog
 from appliance.delivery.fanout import Fanout
 from appliance.diarization.labels import SpeakerLabeler, relabel
@@ -96,6 +96,23 @@ class Pipeline:
             self.busy_since = None
 
 
+@dataclass(frozen=True)
+class SessionInfo:
+    """What every face reports of a session (the gRPC SessionInfo, the HTTP /sessions)."""
+
+    session_id: str
+    state: SessionState
+    source: str
+    audio_seconds: float
+    last_seq: int
+    subscribers: int
+    final_cues: int
+    message: str
+    model: str = ""
+    language: str = ""  # fixed, or detected from the room's speech ("" while not yet known)
+    task: str = "transcribe"
+
+
 class SessionHooks(Protocol):
     """What a session reports as it runs (the daemon's health and metrics implement it)."""
 
@@ -125,17 +142,28 @@ class Session:
     hooks: SessionHooks = field(default_factory=NoSessionHooks)
     fanout: Fanout = field(default_factory=Fanout)
     assembler: CueAssembler = field(default_factory=CueAssembler)
-    language: str | None = None
+    asr: RoomAsr | None = None  # the model, language and task the room asked for
     log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
     state: SessionState = SessionState.STARTING
     message: str = ""
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
-        event = self.log.publish(event)
+        event = self.log.publish(event, self.language or "")
         self.fanout.publish(event)
         if self.log_transcripts and event.kind == EventKind.FINAL:
             _log.info("session %s final cue %s: %s", self.session_id, event.cue_id, event.text)
         return event
+
+    @property
+    def language(self) -> str | None:
+        """The language the room is decoded in: fixed, or detected (None while not yet known)."""
+        return self.pipeline.asr.language
+
+    def info(self) -> SessionInfo:
+        return SessionInfo(self.session_id, self.state, self.source_kind, self.pipeline.audio_seconds,
+                           self.log.last_seq, len(self.fanout.subscribers), self.log.final_cues, self.message,
+                           model=self.asr.model if self.asr else "", language=self.language or "",
+                           task=self.pipeline.asr.task or "transcribe")
 
     def set_state(self, state: SessionState, message: str = "") -> None:
         if (state, message) != (self.state, self.message):

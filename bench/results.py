@@ -10,29 +10,62 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PACKAGES = ("ctranslate2", "faster-whisper", "onnxruntime", "numpy", "grpcio", "protobuf")
+# What decides the figures' values, not only their speed: the int8 and float kernels CTranslate2,
+# onnxruntime and numpy pick by instruction set (two CPUs with the same model name gave streaming
+# WER 0.136 and 0.173), and the interpreter for the pure-Python stages.
+FINGERPRINT_PACKAGES = ("ctranslate2", "onnxruntime", "numpy")
+ISA_FLAGS = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni", "avx512_bf16",
+             "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpuinfo(text: str) -> dict[str, str]:
+    """The first processor's fields of a /proc/cpuinfo text (all processors of a box are alike)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def fingerprint(cpu: dict[str, str], cores: int, python: str, packages: dict[str, str]) -> dict[str, object]:
+    """What two machines must share for a timing or WER from one to be a pass/fail bar on the other (pure)."""
+    flags = set(cpu.get("flags", "").split())
+    return {
+        "vendor": cpu.get("vendor_id", ""),
+        "model_name": cpu.get("model name", ""),
+        # A virtual machine may call every generation "AMD EPYC": family and model tell them apart.
+        "family": cpu.get("cpu family", ""),
+        "model": cpu.get("model", ""),
+        "cores": cores,
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+        "python": ".".join(python.split(".")[:2]),
+        "packages": {name: packages.get(name) for name in FINGERPRINT_PACKAGES},
+    }
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        cpu = cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
+        cpu = {}
     versions = {}
     for package in PACKAGES:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             pass
+    cores = len(os.sched_getaffinity(0))
     return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0)),
+        "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
+        "cores": cores,
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
         "packages": versions,
+        "fingerprint": fingerprint(cpu, cores, platform.python_version(), versions),
     }
 
 

@@ -20,6 +20,7 @@ from appliance.config import AppConfig, AsrConfig
 from appliance.evaluation import word_error_rate
 from appliance.inference.whisper import load_whisper
 from appliance.service.client import Endpoint, health_status
+from bench import naive
 from bench.load import (
     BACKLOG_CRITERION,
     DaemonProbe,
@@ -41,12 +42,8 @@ OVERLOAD_SECONDS, RECOVERY_SECONDS = (15.0, 15.0) if QUICK else (40.0, 30.0)
 RECOVERY_GRACE = 5.0 if QUICK else 10.0  # recovery is judged on words captured this long after the drop
 RSS_GROWTH_LIMIT_MB = 200.0
 
-# The classic re-decode loop on the same engine: Whisper's full 30 s padded window,
-# LocalAgreement-2, no VAD flush (words settle by agreement only).
-BASELINE = {"asr.min_window": 30.0, "streaming.agreement": 2, "streaming.vad_flush": False}
-_defaults = AppConfig()
-OURS = {"asr.min_window": _defaults.asr.min_window, "streaming.agreement": _defaults.streaming.agreement,
-        "streaming.vad_flush": _defaults.streaming.vad_flush}
+BASELINE = naive.OVERRIDES  # the classic re-decode loop on the same engine (bench/naive.py)
+OURS = naive.settings(AppConfig())
 RATIO_KEYS = ("final_latency_p50", "final_latency_p95", "partial_latency_p50", "partial_latency_p95",
               "speaker_latency_p50", "speaker_latency_p95", "cpu_per_audio_second")
 
@@ -55,10 +52,7 @@ MEASURED: dict[str, int] = {}  # capacity found earlier in this run, for the ove
 
 def _env(overrides: dict[str, object]) -> dict[str, str]:
     """Config overrides as APPLIANCE_SECTION__KEY variables (values in TOML syntax)."""
-    def toml(value: object) -> str:
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
-    return {f"APPLIANCE_{key.replace('.', '__').upper()}": toml(value) for key, value in overrides.items()}
+    return {f"APPLIANCE_{key.replace('.', '__').upper()}": naive.toml(value) for key, value in overrides.items()}
 
 
 @contextlib.contextmanager

@@ -29,3 +29,10 @@ class StallingRecognizer:
             log.warning("debug: stalling the pipeline as configured")
             self.release.wait()
         return self.inner.transcribe(samples, prompt, **options)
+
+    @property
+    def multilingual(self) -> bool:
+        return self.inner.multilingual
+
+    def detect_language(self, samples: np.ndarray) -> list[tuple[str, float]]:
+        return self.inner.detect_language(samples)

@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from appliance.asr.hypothesis import guard_hypothesis
 from appliance.asr.policy import CommitPolicy
 from appliance.subtitles.types import Decision
+from appliance.asr.language import LanguagePolicy
 from appliance.asr.recognizer import Recognizer
 from appliance.audio.frames import RingBuffer
-from appliance.config import SAMPLE_RATE, StreamingConfig
+from appliance.config import AUTO, SAMPLE_RATE, StreamingConfig
 from appliance.subtitles.types import Word
 from appliance.vad.silero import VadStream
 
@@ -26,6 +28,9 @@ class StreamStats:
     updates: int = 0  # decodes run
     merged_updates: int = 0  # steps folded into a later decode because compute was behind
     dropped_samples: int = 0  # audio that fell out of the ring before it could be decoded
+    flushes: int = 0  # decodes finalising a region (VAD speech end, end of stream)
+    forced: int = 0  # decodes that forced words final (buffer beyond max_buffer)
+    trims: int = 0  # buffer cuts at a final word (pause or sentence end)
 
 
 def _shift(words: list[Word], offset: float) -> list[Word]:
@@ -33,11 +38,22 @@ def _shift(words: list[Word], offset: float) -> list[Word]:
 
 
 class AsrStream:
-    def __init__(self, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None = None):
+    """One room's streaming recognition. `language` fixed (or None with no `detector`: the
+    recognizer's default), or decided by `detector` from the room's speech; `task` transcribe
+    or translate."""
+
+    def __init__(self, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None = None, *,
+                 language: str | None = None, task: str | None = None, detector: LanguagePolicy | None = None):
         self.config = config or StreamingConfig()
         self.recognizer = recognizer
         self.vad = vad
-        self.policy = CommitPolicy(self.config.agreement)
+        self.language = language
+        self.task = task
+        self.detector = detector
+        self._speech_samples = 0  # heard inside VAD speech regions: what the language detector waits for
+        c = self.config
+        self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability,
+                                   deadline=c.commit_deadline, context=c.commit_context)
         self.ring = RingBuffer(int((self.config.max_buffer + 10) * SAMPLE_RATE))
         self.stats = StreamStats()
         self._start = 0  # first sample of the decode buffer
@@ -46,6 +62,17 @@ class AsrStream:
         self._speaking = False
         self._settling = False  # vad_flush off: speech ended, decoding on until nothing is pending
         self._partial: list[Word] = []
+
+    @classmethod
+    def for_room(cls, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None,
+                 language: str | None, task: str | None) -> AsrStream:
+        """A room's stream: `language` fixed, or (None / "auto" on a multilingual model) detected by a
+        LanguagePolicy; an English-only model's rooms are English."""
+        if not recognizer.multilingual:
+            return cls(recognizer, vad, config, language="en", task=task)
+        fixed = None if language == AUTO else language
+        return cls(recognizer, vad, config, language=fixed, task=task,
+                   detector=LanguagePolicy() if fixed is None else None)
 
     @property
     def backlog_seconds(self) -> float:
@@ -58,11 +85,15 @@ class AsrStream:
 
     def push(self, samples: np.ndarray) -> None:
         self.ring.append(samples)
+        if self._speaking:
+            self._speech_samples += len(samples)
         for event in self.vad.push(samples):
             at = int(round(event.time * SAMPLE_RATE))
             if event.kind == "start":
                 self._speaking = True
-                self._start = max(self._start, min(at, self.ring.end))
+                # A little audio before the onset: Whisper mishears words that start the buffer cold.
+                lead = int(self.config.lead_in * SAMPLE_RATE)
+                self._start = max(self._start, min(at, self.ring.end) - lead)
             else:
                 self._speaking = False
                 if self.config.vad_flush:
@@ -83,7 +114,9 @@ class AsrStream:
         if self._flush_at is not None:
             return True
         new = (self.ring.end - self._decoded_to) / SAMPLE_RATE
-        return (self._speaking or self._settling) and new >= self.config.step
+        # The first decodes of a region wait for `first_decode` of speech: on less, Whisper mishears.
+        heard = self.buffer_seconds >= self.config.first_decode or self._settling
+        return (self._speaking or self._settling) and new >= self.config.step and heard
 
     def update(self) -> Decision:
         """Decode the buffer once and apply the commit policy (run in an executor)."""
@@ -91,7 +124,8 @@ class AsrStream:
         self.stats.merged_updates += max(0, (self.ring.end - self._decoded_to) // step - 1)
         if self._flush_at is not None:
             end, self._flush_at = self._flush_at, None
-            decision = self.policy.flush(self._decode(max(end, self._start)))
+            self.stats.flushes += 1
+            decision = self.policy.flush(self._decode(max(end, self._start), final=True), self._start_s)
             self._start = max(self._start, end, int(self.policy.final_end * SAMPLE_RATE))
         else:
             decision = self._update_speaking()
@@ -104,26 +138,38 @@ class AsrStream:
         pending = self._speaking or self._settling or self._flush_at is not None or bool(self._partial)
         self.vad.flush()
         self._flush_at, self._speaking, self._settling, self._partial = None, False, False, []
-        return self.policy.flush(self._decode(self.ring.end)) if pending else Decision(closed=True)
+        if not pending:
+            return Decision(closed=True)
+        self.stats.flushes += 1
+        return self.policy.flush(self._decode(self.ring.end, final=True), self._start_s)
+
+    @property
+    def _start_s(self) -> float:
+        return self._start / SAMPLE_RATE
 
     def _update_speaking(self) -> Decision:
         config = self.config
-        hypothesis = self._decode(self.ring.end)
-        decision = self.policy.update(hypothesis)
+        forcing = self.buffer_seconds > config.max_buffer
+        start = self._start_s
+        hypothesis = self._decode(self.ring.end, final=forcing)
         end_s = self.ring.end / SAMPLE_RATE
-        if self.buffer_seconds > config.max_buffer:
-            forced = self.policy.force(hypothesis, until=end_s - config.force_margin)
+        decision = self.policy.update(hypothesis, buffer_end=end_s, buffer_start=start)
+        if forcing:
+            self.stats.forced += 1
+            forced = self.policy.force(hypothesis, until=end_s - config.force_margin, buffer_start=start)
             decision = Decision(decision.final + forced.final, forced.partial, forced.stability)
             self._start = max(self._start, int(self.policy.final_end * SAMPLE_RATE))
             if self.buffer_seconds > config.max_buffer:  # nothing recognisable to commit: let it go
                 self._start = self.ring.end - int(config.force_margin * SAMPLE_RATE)
         elif self.buffer_seconds > config.trim_after:
-            cut = self.policy.trim_point(self._start / SAMPLE_RATE)
-            if cut is not None:
+            cut = self.policy.trim_point(start, pause=config.trim_pause or None, following=decision.partial)
+            if cut is not None and int(cut * SAMPLE_RATE) > self._start:
                 self._start = int(cut * SAMPLE_RATE)
+                self.stats.trims += 1
         return decision
 
-    def _decode(self, end: int) -> list[Word]:
+    def _decode(self, end: int, final: bool = False) -> list[Word]:
+        """The buffer's words in session time; `final`: words become final from it (full beam)."""
         if self._start < self.ring.start:  # compute fell so far behind that audio left the ring
             self.stats.dropped_samples += self.ring.start - self._start
             self._start = self.ring.start
@@ -132,5 +178,12 @@ class AsrStream:
         if end - self._start < SAMPLE_RATE // 10:
             return []
         offset = self._start / SAMPLE_RATE
-        words = self.recognizer.transcribe(self.ring.read(self._start, end), self.policy.prompt(before=offset))
+        beam = None if final or not self.config.tentative_beam else self.config.tentative_beam
+        samples = self.ring.read(self._start, end)
+        speech = self._speech_samples / SAMPLE_RATE
+        if self.detector is not None and self.detector.due(speech):
+            self.language = self.detector.observe(self.recognizer.detect_language(samples), speech)
+        words = self.recognizer.transcribe(samples, self.policy.prompt(before=offset), beam_size=beam,
+                                           language=self.language, task=self.task)
+        words = guard_hypothesis(words, self.config.max_word_rate)
         return _shift(words, offset)

@@ -7,6 +7,7 @@ replaces the one before.
 """
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,16 +25,20 @@ class EventLog:
     def __init__(self, session_id: str, retained: int = 100_000, clock: Callable[[], float] = time.time):
         self.session_id = session_id
         self.clock = clock  # wall clock: clients compare `created` with their own receipt time
+        # Names this log among the logs a session id has had (a daemon restart begins a new one
+        # at seq 1): a client resuming by seq checks it, so it never resumes into another log.
+        self.epoch = secrets.token_hex(6)
         self.last_seq = 0
         self.last_created = 0.0
         self._kept: deque[SubtitleEvent] = deque(maxlen=retained)
         self._partial: SubtitleEvent | None = None
 
-    def publish(self, event: SubtitleEvent) -> SubtitleEvent:
+    def publish(self, event: SubtitleEvent, language: str = "") -> SubtitleEvent:
         self.last_seq += 1
         # The wall clock may step back (NTP); `created` must not within a session.
         self.last_created = max(self.last_created, self.clock())
-        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.last_created)
+        event = replace(event, session_id=self.session_id, seq=self.last_seq, created=self.last_created,
+                        language=language)
         if event.kind == EventKind.PARTIAL:
             self._partial = event
         else:

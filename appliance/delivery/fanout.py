@@ -1,16 +1,23 @@
 """Fan-out of a session's events to its subscribers, each with its own bounded queue.
 
 Publishing never waits: a subscriber that falls behind has its PARTIALs coalesced
-(only the latest of each cue is kept, and none once the cue's FINAL is queued) and, once its backlog of other events passes the bound, is
-marked overflowed and ended by its handler (RESOURCE_EXHAUSTED; it can resume by
-seq). The pipeline and the other subscribers never wait for it.
+(only the latest of each cue is kept, and none once the cue's FINAL is queued) and, once its
+backlog of other events passes a bound (by count, by encoded bytes, or by the age of the
+oldest event it has not taken, a write in progress included), is marked overflowed and ended
+by its handler (RESOURCE_EXHAUSTED; it can resume by seq). The age bound is also checked by
+`Fanout.expire`, so a subscriber that stalls when nothing more is published (the session
+has ended, say) is ended too. The pipeline and the other subscribers never wait for it.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
+from appliance.delivery.eventlog import EventLog
 from appliance.subtitles.events import EventKind, SubtitleEvent
 
 
@@ -22,12 +29,30 @@ class SubscriptionEnded(Exception):
     """The subscription was ended from outside (its push stream failed, say); the message says why."""
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """How far a subscriber may fall behind before it is ended."""
+
+    events: int = 256  # non-partial events queued
+    seconds: float = 10.0  # age of the oldest event not yet taken, or of the write in progress
+    bytes: int = 1 << 20  # queued events, as `size` measures them
+
+
 class Subscriber:
-    def __init__(self, include_partials: bool, max_backlog: int):
+    def __init__(self, include_partials: bool, max_backlog: int | Backlog,
+                 size: Callable[[SubtitleEvent], int] = lambda event: 0,
+                 clock: Callable[[], float] = time.monotonic):
         self.include_partials = include_partials
-        self.max_backlog = max_backlog
+        self.limits = max_backlog if isinstance(max_backlog, Backlog) else Backlog(events=max_backlog)
+        self.max_backlog = self.limits.events
+        self.size = size  # the handler's measure of an event (its wire bytes)
+        self.clock = clock
         self._queue: deque[SubtitleEvent] = deque()
+        self._queued_at: deque[tuple[float, int]] = deque()  # (when offered, size) of each queued event
+        self.queued_bytes = 0
         self._partials: dict[str, SubtitleEvent] = {}  # latest unsent PARTIAL per open cue
+        self._partial_since: dict[str, float] = {}  # when each cue's first untaken PARTIAL came
+        self.writing_since: float | None = None  # set by the handler while a write is in progress
         self._wake = asyncio.Event()
         self.failure: Exception | None = None  # set: the handler must end the call
         self.on_failure: Callable[[Exception], None] | None = None  # the handler's hook into `fail`
@@ -35,24 +60,50 @@ class Subscriber:
         self.coalesced = 0  # partials dropped because a newer one replaced them
         self.last_seq = 0  # last seq handed to the client
 
-    def offer(self, event: SubtitleEvent) -> None:
+    def offer(self, event: SubtitleEvent, now: float | None = None) -> None:
         # Per cue, not per subscriber: one update can show words in two cues (one filled up,
         # the next begun), and the first cue's words must not wait for its FINAL.
+        if self.failure is not None:
+            return
+        now = self.clock() if now is None else now
         if event.kind == EventKind.PARTIAL:
             if not self.include_partials:
                 return
             if self._partials.pop(event.cue_id, None) is not None:
                 self.coalesced += 1
             self._partials[event.cue_id] = event
-        elif len(self._queue) >= self.max_backlog:
-            if self.failure is None:
-                self.fail(SlowSubscriber(f"{self.backlog} events behind"))
-            return
+            self._partial_since.setdefault(event.cue_id, now)
         else:
+            size = self.size(event)
+            if len(self._queue) >= self.limits.events:
+                self.fail(SlowSubscriber(f"{self.backlog} events behind"))
+                return
+            if self.queued_bytes + size > self.limits.bytes:
+                self.fail(SlowSubscriber(f"{self.queued_bytes + size} bytes behind"))
+                return
             if event.kind == EventKind.FINAL and self._partials.pop(event.cue_id, None) is not None:
+                self._partial_since.pop(event.cue_id, None)
                 self.coalesced += 1  # the FINAL shows all its words
             self._queue.append(event)
-        self._wake.set()
+            self._queued_at.append((now, size))
+            self.queued_bytes += size
+        if not self.expire(now):
+            self._wake.set()
+
+    def lag(self, now: float) -> float:
+        """Age of the oldest event not yet taken, or of the write in progress (0: none waiting)."""
+        oldest = self._queued_at[0][0] if self._queued_at else now
+        if self.writing_since is not None and self.writing_since < oldest:
+            oldest = self.writing_since
+        if self._partial_since:
+            oldest = min(oldest, *self._partial_since.values())
+        return max(0.0, now - oldest)
+
+    def expire(self, now: float) -> bool:
+        """End the subscriber if what waits for it is older than the bound; True if it did."""
+        if self.failure is None and self.lag(now) > self.limits.seconds:
+            self.fail(SlowSubscriber(f"{self.lag(now):.1f} s behind"))
+        return self.failure is not None
 
     def close(self) -> None:
         self.closed = True
@@ -77,11 +128,14 @@ class Subscriber:
             partial = min(self._partials.values(), key=lambda e: e.seq, default=None)
             if partial is not None and partial.seq <= self.last_seq:
                 del self._partials[partial.cue_id]  # superseded by what was already sent
+                self._partial_since.pop(partial.cue_id, None)
                 continue
             if head is not None and (partial is None or head.seq < partial.seq):
                 event = self._queue.popleft()
+                self.queued_bytes -= self._queued_at.popleft()[1]
             elif partial is not None:
                 event = self._partials.pop(partial.cue_id)
+                self._partial_since.pop(partial.cue_id, None)
             elif self.closed:
                 return None
             else:
@@ -106,10 +160,63 @@ class Fanout:
         self.subscribers.discard(subscriber)
 
     def publish(self, event: SubtitleEvent) -> None:
+        now = time.monotonic()
         for subscriber in self.subscribers:
-            subscriber.offer(event)
+            subscriber.offer(event, now)
 
     def close(self) -> None:
         self.closed = True
         for subscriber in self.subscribers:
             subscriber.close()
+
+    def expire(self, now: float) -> int:
+        """End the subscribers past their age bound (see Subscriber.expire); how many were."""
+        return sum(subscriber.expire(now) for subscriber in list(self.subscribers)
+                   if subscriber.failure is None)
+
+def subscribe(log: EventLog, fanout: Fanout, from_seq: int, subscriber: Subscriber) -> list[SubtitleEvent]:
+    """Join `subscriber` to the session; returns the retained events after `from_seq` it must
+    be sent first (partials only if it takes them). ResumeError if `from_seq` cannot be honoured.
+
+    The backlog is read and the subscriber added in the same loop turn: nothing published
+    falls in between, and nothing is in both.
+    """
+    backlog = log.since(from_seq)
+    fanout.add(subscriber)
+    return [e for e in backlog if e.kind != EventKind.PARTIAL or subscriber.include_partials]
+
+
+class SlowWriteGuard:
+    """Gets a handler out of a write that a subscriber marked slow will never finish.
+
+    A client that stops reading blocks the face's write (HTTP/2 or TCP flow control). When
+    the fan-out marks its subscriber slow during such a write, the handler's task is cancelled
+    out of it and ends the call (RESOURCE_EXHAUSTED, or the end of an SSE stream). Other
+    failures (a bad push) wait for the write: that client is reading. One guard per call, not
+    a task raced against every write: at 1,000 subscribers per-write tasks were a large part
+    of the fan-out cost.
+    """
+
+    def __init__(self, subscriber: Subscriber):
+        self.task = asyncio.current_task()
+        self.subscriber = subscriber
+        self.fired = False
+        subscriber.on_failure = self._failed
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Around each write: while it is in progress the subscriber's age bound counts from its start."""
+        self.subscriber.writing_since = self.subscriber.clock()
+        try:
+            yield
+        finally:
+            self.subscriber.writing_since = None
+
+    def _failed(self, failure: Exception) -> None:
+        if self.subscriber.writing_since is not None and isinstance(failure, SlowSubscriber) and not self.fired:
+            self.fired = True
+            self.task.cancel()
+
+    def absorb(self) -> bool:
+        """After a CancelledError: True if it was the guard's alone (now undone), False if the call's."""
+        return self.fired and self.task.uncancel() == 0

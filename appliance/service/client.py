@@ -46,16 +46,18 @@ class Endpoint:
     key: Path | None = None
     token_file: Path | None = None
     server_name: str | None = None  # TLS name to check when the address is an IP
+    options: tuple[tuple[str, int | str], ...] = ()  # grpc channel arguments
 
     def channel(self) -> grpc.aio.Channel:
         if self.ca is None:
-            return grpc.aio.insecure_channel(self.address)
+            return grpc.aio.insecure_channel(self.address, options=list(self.options))
         creds = grpc.ssl_channel_credentials(
             self.ca.read_bytes(),
             self.key.read_bytes() if self.key else None,
             self.cert.read_bytes() if self.cert else None,
         )
         options = [("grpc.ssl_target_name_override", self.server_name)] if self.server_name else []
+        options += list(self.options)
         return grpc.aio.secure_channel(self.address, creds, options=options)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -69,8 +71,9 @@ async def follow(
 ) -> AsyncIterator[pb.SubtitleEvent]:
     """A session's events; reconnects with from_seq after a failure, so no FINAL is lost.
 
-    Ends when the session ends. Retries with backoff on transient failures; other
-    statuses (NOT_FOUND, UNAUTHENTICATED, ...) are raised.
+    Ends when the session ends. Retries with backoff on transient failures (a subscriber
+    the server ended as too slow among them: RESOURCE_EXHAUSTED, or its connection shut
+    down, UNAVAILABLE); other statuses (NOT_FOUND, UNAUTHENTICATED, ...) are raised.
     """
     last_seq, failures = from_seq, 0
     while True:

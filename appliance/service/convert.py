@@ -4,6 +4,7 @@ from __future__ import annotations
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
+from appliance.delivery.encoding import EncodedOnce
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
 from appliance.subtitles.types import Word
 
@@ -45,30 +46,15 @@ def event_to_pb(event: SubtitleEvent) -> pb.SubtitleEvent:
         message=event.message,
         final_words=event.final_words,
         created=created,
+        language=event.language,
     )
 
 
-class EncodedEvents:
-    """Each event's wire bytes, encoded once however many subscribers it goes to.
-
-    Keyed by the event object (the one the event log published, shared by every
-    subscriber's queue); the most recent `size` are kept, which covers one event's
-    whole fan-out even with several sessions publishing.
-    """
+class EncodedEvents(EncodedOnce):
+    """Each event's protobuf bytes, serialised once however many subscribers it goes to."""
 
     def __init__(self, size: int = 256):
-        self.size = size
-        self._recent: dict[int, tuple[SubtitleEvent, bytes]] = {}  # id(event) -> (event, bytes)
-
-    def __call__(self, event: SubtitleEvent) -> bytes:
-        hit = self._recent.get(id(event))
-        if hit is not None and hit[0] is event:  # the same object, not a later one at a reused id
-            return hit[1]
-        data = event_to_pb(event).SerializeToString()
-        self._recent[id(event)] = (event, data)
-        if len(self._recent) > self.size:
-            del self._recent[next(iter(self._recent))]  # the oldest (dicts keep insertion order)
-        return data
+        super().__init__(lambda event: event_to_pb(event).SerializeToString(), size)
 
 
 def state_to_pb(state: SessionState) -> int:

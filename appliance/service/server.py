@@ -8,7 +8,8 @@ from grpc_reflection.v1alpha import reflection
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.config import ServerConfig
-from appliance.service.auth import TokenAuthInterceptor, read_tokens
+from appliance.service.auth import Lockout, TokenAuthInterceptor, read_tokens
+from appliance.service.interceptors import RequestGuardInterceptor
 from appliance.service.servicers import (
     Rooms,
     ServiceHooks,
@@ -45,22 +46,38 @@ def credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     )
 
 
+class RoomHealth(health.aio.HealthServicer):
+    """grpc's health servicer, plus forgetting a service (a room dropped after its retention):
+    without it every room ever pushed would keep an entry."""
+
+    async def forget(self, service: str) -> None:
+        # grpc_health keeps statuses in _server_status (grpcio-health-checking 1.85); telling
+        # watchers SERVICE_UNKNOWN first is what a Watch of a never-known service reports.
+        await self._set(service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+        self._server_status.pop(service, None)
+
+
 def build_server(
-    config: ServerConfig, rooms: Rooms, health_servicer: health.aio.HealthServicer,
-    hooks: ServiceHooks | None = None, on_auth_failure=None,
-    interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    config: ServerConfig, rooms: Rooms, health_servicer: RoomHealth, hooks: ServiceHooks | None = None,
+    on_auth_failure=None, interceptors: list[grpc.aio.ServerInterceptor] | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The server, bound but not started, serving `health_servicer` (which the daemon drives), and its port."""
+    """The server, bound but not started, serving `health_servicer` (which the daemon drives), and its port.
+
+    Interceptors run in order, outermost first: the given ones (RPC counting), the token
+    check (before any request is read), then the request guard."""
     chain = list(interceptors or [])
     if config.token_file is not None:
-        chain.append(TokenAuthInterceptor(read_tokens(config.token_file), on_auth_failure))
+        chain.append(TokenAuthInterceptor(read_tokens(config.token_file), on_auth_failure,
+                                          Lockout(config.auth_max_failures, config.auth_lockout_seconds)))
+    chain.append(RequestGuardInterceptor(config.request_seconds, config.push_idle_seconds,
+                                         hooks.bad_input_seen if hooks is not None else None))
     server = grpc.aio.server(
         interceptors=chain,
         options=server_options(config),
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
     )
     add_subtitles_servicer(SubtitlesServicer(rooms, config, hooks), server)
-    pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms), server)
+    pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms, hooks), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         names = (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

@@ -12,13 +12,20 @@ from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.audio.sources import PushSource
-from appliance.config import ServerConfig
+from appliance.config import RoomAsr, ServerConfig
 from appliance.delivery.eventlog import ResumeError
-from appliance.delivery.fanout import SlowSubscriber, Subscriber, SubscriptionEnded
+from appliance.delivery.export import NoSpeakerLabels, export
+from appliance.delivery.fanout import (
+    Backlog,
+    SlowSubscriber,
+    SlowWriteGuard,
+    Subscriber,
+    SubscriptionEnded,
+    subscribe,
+)
 from appliance.service.convert import EncodedEvents, state_to_pb
+from appliance.service.peers import disconnect
 from appliance.session import Session
-from appliance.subtitles.events import EventKind
-from appliance.subtitles.writers import CUE_WRITERS, to_rttm, turns_from_words
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +37,15 @@ class Rooms(Protocol):
 
     def all(self) -> list[Session]: ...
 
-    def open_push(self, session_id: str | None, audio_format: PcmFormat) -> tuple[Session, PushSource]:
-        """A new pushed-audio session; KeyError if the id is taken, OverflowError past the limit."""
+    async def room_asr(self, model: str, language: str, task: str) -> RoomAsr:
+        """The recognition a pushed stream declared (empty: defaults), checked and its model loaded;
+        ValueError says what is wrong."""
+        ...
+
+    def open_push(self, session_id: str | None, audio_format: PcmFormat,
+                  room: RoomAsr | None = None) -> tuple[Session, PushSource]:
+        """A new pushed-audio session; ValueError for an id that cannot name a room, KeyError if
+        the id is taken, OverflowError past the limit."""
         ...
 
 
@@ -59,30 +73,10 @@ def _session_or_none(rooms: Rooms, session_id: str) -> Session | None:
     return rooms.get(session_id) if session_id else None
 
 
-class _SlowWriteGuard:
-    """Gets a handler out of a write that a subscriber marked slow will never finish.
-
-    A client that stops reading blocks `context.write` (HTTP/2 flow control). When the
-    fan-out marks its subscriber slow during such a write, the handler's task is cancelled
-    out of it and ends the call with RESOURCE_EXHAUSTED. Other failures (a bad push) wait
-    for the write: that client is reading. One guard per call, not a task raced against
-    every write: at 1,000 subscribers per-write tasks were a large part of the fan-out cost.
-    """
-
-    def __init__(self, subscriber: Subscriber):
-        self.task = asyncio.current_task()
-        self.writing = False
-        self.fired = False
-        subscriber.on_failure = self._failed
-
-    def _failed(self, failure: Exception) -> None:
-        if self.writing and isinstance(failure, SlowSubscriber) and not self.fired:
-            self.fired = True
-            self.task.cancel()
-
-    def absorb(self) -> bool:
-        """After a CancelledError: True if it was the guard's alone (now undone), False if the call's."""
-        return self.fired and self.task.uncancel() == 0
+def _no_session(session_id: str) -> str:
+    """NOT_FOUND's message: names only what was asked (never the other rooms), and at most 64
+    characters of it (a status message travels as metadata, which has a size limit)."""
+    return f"no session {session_id[:64]!r}{'...' if len(session_id) > 64 else ''}"
 
 
 class SubtitlesServicer(pb_grpc.SubtitlesServicer):
@@ -95,8 +89,7 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
     async def Subscribe(self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext) -> None:
         session = _session_or_none(self.rooms, request.session_id)
         if session is None:
-            known = ", ".join(s.session_id for s in self.rooms.all()) or "none"
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {request.session_id!r} (sessions: {known})")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, _no_session(request.session_id))
         await self._stream(session, request.from_seq, request.include_partials, context)
 
     async def _stream(self, session: Session, from_seq: int, include_partials: bool,
@@ -106,44 +99,54 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"session {session.session_id!r} has its maximum of "
                          f"{self.config.max_subscribers_per_session} subscribers")
+        subscriber = subscriber or self._subscriber(include_partials)
         try:
-            backlog = session.log.since(from_seq)
+            backlog = subscribe(session.log, session.fanout, from_seq, subscriber)
         except ResumeError as exc:
             await _abort(context, grpc.StatusCode.OUT_OF_RANGE, str(exc))
-        subscriber = subscriber or Subscriber(include_partials, self.config.subscriber_backlog)
-        session.fanout.add(subscriber)  # same loop turn as `since`: nothing falls in between
-        guard = _SlowWriteGuard(subscriber)
+        guard = SlowWriteGuard(subscriber)
         try:
             for event in backlog:
-                if event.kind != EventKind.PARTIAL or include_partials:
-                    subscriber.last_seq = event.seq
-                    await self._write(context, guard, event)
+                subscriber.last_seq = event.seq
+                await self._write(context, guard, event)
             while (event := await subscriber.next()) is not None:
                 await self._write(context, guard, event)
         except SlowSubscriber as exc:
-            await self._too_slow(context, session, subscriber, exc)
+            await self._too_slow(context, session, subscriber, exc, write_pending=False)
         except asyncio.CancelledError:
             if not guard.absorb():
                 raise  # the call itself was cancelled
-            await self._too_slow(context, session, subscriber, subscriber.failure)
+            await self._too_slow(context, session, subscriber, subscriber.failure, write_pending=True)
         except SubscriptionEnded as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             session.fanout.remove(subscriber)
 
-    async def _write(self, context: grpc.aio.ServicerContext, guard: _SlowWriteGuard, event) -> None:
-        guard.writing = True
-        try:
+    def _subscriber(self, include_partials: bool) -> Subscriber:
+        limits = Backlog(self.config.subscriber_backlog, self.config.subscriber_backlog_seconds,
+                         self.config.subscriber_backlog_bytes)
+        return Subscriber(include_partials, limits, size=lambda event: len(self.encoded(event)))
+
+    async def _write(self, context: grpc.aio.ServicerContext, guard: SlowWriteGuard, event) -> None:
+        with guard.writing():
             await context.write(self.encoded(event))
-        finally:
-            guard.writing = False
         self.hooks.event_sent(event.kind)
 
     async def _too_slow(self, context: grpc.aio.ServicerContext, session: Session, subscriber: Subscriber,
-                        exc: Exception) -> None:
+                        exc: Exception, write_pending: bool) -> None:
         self.hooks.subscriber_ended_slow(session.session_id)
-        await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                     f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}")
+        message = f"subscriber too slow ({exc}); resubscribe with from_seq={subscriber.last_seq}"
+        if not write_pending:  # nothing of this call waits in the transport: the status goes out now
+            await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, message)
+        # A write is stuck behind the client's closed flow-control window, and so would the status
+        # be (an abort beside a pending write even fails: GRPC_CALL_ERROR_TOO_MANY_OPERATIONS).
+        # Cut the connection instead: the client sees it drop at once. The status is recorded
+        # for the RPC counters, and the handler ends as a cancelled call, without a second write.
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details(message)
+        disconnect(context.peer())
+        log.info("session %s: %s; its connection was shut down", session.session_id, message)
+        raise asyncio.CancelledError
 
     async def Transcribe(self, request_iterator: AsyncIterator[pb.AudioChunk],
                          context: grpc.aio.ServicerContext) -> None:
@@ -159,12 +162,18 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         except PcmError as exc:
             await self._bad(context, str(exc))
         try:
-            session, source = self.rooms.open_push(first.session_id or None, audio_format)
+            room = await self.rooms.room_asr(first.model, first.language, first.task)
+        except ValueError as exc:
+            await self._bad(context, str(exc))
+        try:
+            session, source = self.rooms.open_push(first.session_id or None, audio_format, room)
+        except ValueError as exc:
+            await self._bad(context, str(exc))
         except KeyError as exc:
             await _abort(context, grpc.StatusCode.ALREADY_EXISTS, str(exc.args[0]))
         except OverflowError as exc:
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
-        subscriber = Subscriber(include_partials=True, max_backlog=self.config.subscriber_backlog)
+        subscriber = self._subscriber(include_partials=True)
 
         async def feed() -> None:
             chunk = first
@@ -212,30 +221,34 @@ def add_subtitles_servicer(servicer: SubtitlesServicer, server: grpc.aio.Server)
 
 
 def session_info(session: Session) -> pb.SessionInfo:
+    info = session.info()
     return pb.SessionInfo(
-        session_id=session.session_id,
-        state=state_to_pb(session.state),
-        source=session.source_kind,
-        audio_seconds=session.pipeline.audio_seconds,
-        last_seq=session.log.last_seq,
-        subscribers=len(session.fanout.subscribers),
-        final_cues=session.log.final_cues,
-        message=session.message,
+        session_id=info.session_id,
+        state=state_to_pb(info.state),
+        source=info.source,
+        audio_seconds=info.audio_seconds,
+        last_seq=info.last_seq,
+        subscribers=info.subscribers,
+        final_cues=info.final_cues,
+        message=info.message,
+        model=info.model,
+        language=info.language,
+        task=info.task,
     )
 
 
-_EXPORTS = {pb.WEBVTT: ("vtt", "text/vtt"), pb.SRT: ("srt", "application/x-subrip"),
-            pb.JSON: ("json", "application/json"), pb.RTTM: ("rttm", "text/plain")}
+_EXPORTS = {pb.WEBVTT: "vtt", pb.SRT: "srt", pb.JSON: "json", pb.RTTM: "rttm"}
 
 
 class SessionsServicer(pb_grpc.SessionsServicer):
-    def __init__(self, rooms: Rooms):
+    def __init__(self, rooms: Rooms, hooks: ServiceHooks | None = None):
         self.rooms = rooms
+        self.hooks = hooks or NoHooks()
 
     async def _session(self, session_id: str, context: grpc.aio.ServicerContext) -> Session:
         session = _session_or_none(self.rooms, session_id)
         if session is None:
-            await _abort(context, grpc.StatusCode.NOT_FOUND, f"no session {session_id!r}")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, _no_session(session_id))
         return session
 
     async def List(self, request: pb.ListSessionsRequest, context) -> pb.ListSessionsResponse:
@@ -247,15 +260,11 @@ class SessionsServicer(pb_grpc.SessionsServicer):
     async def Export(self, request: pb.ExportRequest, context) -> pb.ExportResponse:
         session = await self._session(request.session_id, context)
         if request.format not in _EXPORTS:
+            self.hooks.bad_input_seen("Export", f"unknown format {request.format}")
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "format must be WEBVTT, SRT, JSON or RTTM")
-        name, media_type = _EXPORTS[request.format]
-        cues = session.log.cues()
-        if name == "rttm":
-            turns = turns_from_words([w for cue in cues for w in cue.words])
-            if not turns:
-                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                             f"session {session.session_id!r} has no speaker labels (diarization off or no speech yet)")
-            content = to_rttm(turns, session.session_id)
-        else:
-            content = CUE_WRITERS[name](cues, duration=session.pipeline.audio_seconds, language=session.language)
-        return pb.ExportResponse(content=content, media_type=media_type)
+        try:
+            result = export(session.log, _EXPORTS[request.format], duration=session.pipeline.audio_seconds,
+                            language=session.language)
+        except NoSpeakerLabels as exc:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return pb.ExportResponse(content=result.content, media_type=result.media_type)

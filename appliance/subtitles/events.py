@@ -38,6 +38,7 @@ class SubtitleEvent:
     session_id: str = ""
     seq: int = 0
     created: float = 0.0  # wall clock (Unix seconds) at publication, for clients measuring delay
+    language: str = ""  # the room's language at publication ("" while it is still being detected)
 
     @property
     def text(self) -> str:

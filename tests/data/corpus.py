@@ -40,6 +40,7 @@ CONSTRUCTION when the construction changes so stale files are never read.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import wave
@@ -326,7 +327,7 @@ def _cut(audio: np.ndarray, start: float, end: float) -> np.ndarray:
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     pcm = (np.clip(samples, -1.0, 32767 / 32768) * 32768).round().astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")  # writers may race: each its own
     with wave.open(str(partial), "wb") as wav:
         wav.setnchannels(1)
         wav.setsampwidth(2)

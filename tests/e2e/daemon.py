@@ -24,6 +24,8 @@ class DaemonProcess:
         self.config = workdir / "appliance.toml"
         if "[metrics]" not in config_text:  # not the default port: other daemons may be running
             config_text += '\n[metrics]\nlisten = "127.0.0.1:0"\n'
+        if "[http]" not in config_text:
+            config_text += '\n[http]\nlisten = "127.0.0.1:0"\n'
         self.config.write_text(config_text.replace("{address}", self.address))
         self.log = workdir / "daemon.log"
         self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
@@ -41,13 +43,15 @@ class DaemonProcess:
             )
         return self
 
-    def start(self, timeout: float = 60.0) -> DaemonProcess:
+    def start(self, timeout: float = 60.0, ready=None) -> DaemonProcess:
+        """Launch and wait until `ready()` (default: plaintext health reports SERVING)."""
+        ready = ready or (lambda: asyncio.run(self.health("")) == "SERVING")
         self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise AssertionError(f"daemon exited with {self.process.returncode}:\n{self.log.read_text()}")
-            if asyncio.run(self.health("")) == "SERVING":
+            if ready():
                 return self
             time.sleep(0.2)
         raise AssertionError(f"daemon not SERVING within {timeout} s:\n{self.log.read_text()}")

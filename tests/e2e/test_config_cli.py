@@ -35,6 +35,14 @@ BAD = {
     "missing cert": ('[server]\nlisten = "127.0.0.1:{port}"\ntls_cert = "/nonexistent/cert.pem"\n'
                      'tls_key = "/nonexistent/key.pem"\n', "server.tls_cert"),
     "remote without TLS": ('[server]\nlisten = "0.0.0.0:{port}"\n', "server.listen"),
+    # The same rule for /metrics.
+    "remote metrics without TLS": ('[server]\nlisten = "127.0.0.1:{port}"\n[metrics]\nlisten = "0.0.0.0:{port}"\n',
+                                   "metrics.listen"),
+    "pushed-room id rule for rooms": ('[server]\nlisten = "127.0.0.1:{port}"\n[[sessions]]\nid = "../etc"\n'
+                                      'source = "microphone"\n', "sessions.id"),
+    "http remote without TLS": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "0.0.0.0:{port}"\n',
+                                "http.listen"),
+    "http bad listen": ('[server]\nlisten = "127.0.0.1:{port}"\n[http]\nlisten = "8080"\n', "http.listen"),
 }
 
 
@@ -43,7 +51,8 @@ def test_serve_refuses_a_bad_config_in_one_line(case, tmp_path):
     text, key = BAD[case]
     port, metrics_port = free_port(), free_port()
     config = tmp_path / "bad.toml"
-    config.write_text(f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n' + text.format(port=port))
+    metrics = "" if "[metrics]" in text else f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    config.write_text(metrics + text.format(port=port))
     done = appliance("serve", "--config", str(config), cwd=tmp_path)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2, done.stderr

@@ -186,10 +186,13 @@ def test_health_follows_session_state_and_export_formats(models, sample):
     assert (overall, running, ended, unknown) == ("SERVING", "SERVING", "NOT_SERVING", "NOT_FOUND")
     assert info.state == pb.ENDED and info.source == "push" and info.final_cues >= 1
     assert info.audio_seconds == pytest.approx(10.0, abs=0.05)
-    finals = [e.text for e in events if e.kind == pb.SubtitleEvent.FINAL]
-    assert exports[pb.WEBVTT].content.startswith("WEBVTT") and exports[pb.WEBVTT].media_type == "text/vtt"
-    vtt = " ".join(exports[pb.WEBVTT].content.split())  # a cue's text may wrap where an event's does not
-    assert all(" ".join(text.split()) in vtt for text in finals), (finals, exports[pb.WEBVTT].content)
+    finals = [e for e in events if e.kind == pb.SubtitleEvent.FINAL]
+    vtt = exports[pb.WEBVTT].content
+    assert vtt.startswith("WEBVTT") and exports[pb.WEBVTT].media_type == "text/vtt"
+    # Every final cue the pusher received is in the export, laid out in the same lines (the event's
+    # `text` is its lines joined by spaces, so a two-line cue is found by its `lines`), and nothing else.
+    assert finals and all("\n".join(e.lines) in vtt for e in finals), (vtt, [list(e.lines) for e in finals])
+    assert vtt.count(" --> ") == len(finals)
     assert "-->" in exports[pb.SRT].content and '"segments"' in exports[pb.JSON].content
     assert exports[pb.RTTM].content.startswith("SPEAKER h 1 ")  # live diarization labelled the words
     assert [s.session_id for s in listing.sessions] == ["h"]

@@ -70,7 +70,7 @@ class Word(_message.Message):
     def __init__(self, text: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., probability: _Optional[float] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class SubtitleEvent(_message.Message):
-    __slots__ = ("session_id", "seq", "kind", "cue_id", "speaker", "start", "end", "text", "lines", "words", "stability", "state", "message", "final_words", "created")
+    __slots__ = ("session_id", "seq", "kind", "cue_id", "speaker", "start", "end", "text", "lines", "words", "stability", "state", "message", "final_words", "created", "language")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[SubtitleEvent.Kind]
@@ -98,6 +98,7 @@ class SubtitleEvent(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     FINAL_WORDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     seq: int
     kind: SubtitleEvent.Kind
@@ -113,24 +114,31 @@ class SubtitleEvent(_message.Message):
     message: str
     final_words: int
     created: _timestamp_pb2.Timestamp
-    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[SubtitleEvent.Kind, str]] = ..., cue_id: _Optional[str] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., stability: _Optional[float] = ..., state: _Optional[_Union[SessionState, str]] = ..., message: _Optional[str] = ..., final_words: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    language: str
+    def __init__(self, session_id: _Optional[str] = ..., seq: _Optional[int] = ..., kind: _Optional[_Union[SubtitleEvent.Kind, str]] = ..., cue_id: _Optional[str] = ..., speaker: _Optional[str] = ..., start: _Optional[float] = ..., end: _Optional[float] = ..., text: _Optional[str] = ..., lines: _Optional[_Iterable[str]] = ..., words: _Optional[_Iterable[_Union[Word, _Mapping]]] = ..., stability: _Optional[float] = ..., state: _Optional[_Union[SessionState, str]] = ..., message: _Optional[str] = ..., final_words: _Optional[int] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., language: _Optional[str] = ...) -> None: ...
 
 class AudioChunk(_message.Message):
-    __slots__ = ("session_id", "sample_rate", "encoding", "channels", "data")
+    __slots__ = ("session_id", "sample_rate", "encoding", "channels", "data", "model", "language", "task")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     sample_rate: int
     encoding: Encoding
     channels: int
     data: bytes
-    def __init__(self, session_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., channels: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    model: str
+    language: str
+    task: str
+    def __init__(self, session_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., channels: _Optional[int] = ..., data: _Optional[bytes] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "state", "source", "audio_seconds", "last_seq", "subscribers", "final_cues", "message")
+    __slots__ = ("session_id", "state", "source", "audio_seconds", "last_seq", "subscribers", "final_cues", "message", "model", "language", "task")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +147,9 @@ class SessionInfo(_message.Message):
     SUBSCRIBERS_FIELD_NUMBER: _ClassVar[int]
     FINAL_CUES_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     state: SessionState
     source: str
@@ -147,7 +158,10 @@ class SessionInfo(_message.Message):
     subscribers: int
     final_cues: int
     message: str
-    def __init__(self, session_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., source: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., last_seq: _Optional[int] = ..., subscribers: _Optional[int] = ..., final_cues: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    model: str
+    language: str
+    task: str
+    def __init__(self, session_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., source: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., last_seq: _Optional[int] = ..., subscribers: _Optional[int] = ..., final_cues: _Optional[int] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ()
