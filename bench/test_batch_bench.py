@@ -109,7 +109,7 @@ def _compare(run, model, config: AsrConfig, n: int, vad, audio, reference) -> di
     unbatched = run([WhisperRecognizer(model, config)] * n, vad, audio, reference)
     # In step, both sides must make the same decodes: no overload policy (it would go greedy).
     overload = OverloadConfig(max_level=Degradation.NONE) if run is _in_step_run else None
-    scheduler = DecodeScheduler.for_model(model, config, overload=overload)
+    scheduler = DecodeScheduler.for_recognizer(WhisperRecognizer(model, config), overload=overload)
     batched = run([scheduler.room(f"room-{i}") for i in range(n)], vad, audio, reference)
     batched["mean_batch"] = round(scheduler.mean_batch, 2)
     batched["degradations"] = sum(load.degradations for load in scheduler.policy.rooms.values())

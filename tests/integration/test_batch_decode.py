@@ -68,7 +68,7 @@ def assert_same(alone: list[list[Word]], batched: list[list[Word]]) -> None:
 
 
 def test_one_batched_call_gives_each_buffer_what_it_gets_alone(model, audio, prompts):
-    decoder = BatchDecoder(model, AsrConfig())
+    decoder = BatchDecoder(WhisperRecognizer(model, AsrConfig()))
     batch = requests(audio, prompts)
     alone = [decoder.decode([r])[0] for r in batch]
     assert_same(alone, decoder.decode(batch))
@@ -77,7 +77,8 @@ def test_one_batched_call_gives_each_buffer_what_it_gets_alone(model, audio, pro
 def test_batched_equals_the_unbatched_recognizer_where_their_inputs_agree(model, audio, prompts):
     """Buffers up to the 10 s window floor and prompts of bucket length: WhisperRecognizer's own input."""
     config = AsrConfig()
-    recognizer, decoder = WhisperRecognizer(model, config), BatchDecoder(model, config)
+    recognizer = WhisperRecognizer(model, config)
+    decoder = BatchDecoder(recognizer)
     batch = [r for r in requests(audio, prompts) if len(r.samples) <= config.min_window * SAMPLE_RATE]
     assert any(r.prompt for r in batch)
     alone = [recognizer.transcribe(r.samples, r.prompt) for r in batch]
@@ -86,7 +87,7 @@ def test_batched_equals_the_unbatched_recognizer_where_their_inputs_agree(model,
 
 def test_rooms_calling_at_once_share_batches_and_get_their_own_words(model, audio, prompts):
     config = AsrConfig()
-    scheduler = DecodeScheduler(BatchDecoder(model, config), max_batch=8, gather=1.0)
+    scheduler = DecodeScheduler(BatchDecoder(WhisperRecognizer(model, config)), max_batch=8, gather=1.0)
     batch = requests(audio, prompts)[:6]
     alone = [scheduler.decoder.decode([r])[0] for r in batch]
     rooms = [scheduler.room(f"room-{i}") for i in range(len(batch))]  # open now: expected due at once
@@ -99,7 +100,7 @@ def test_rooms_calling_at_once_share_batches_and_get_their_own_words(model, audi
 
 
 def test_a_bad_buffer_fails_alone_and_its_batch_mates_get_their_words(model, audio, prompts):
-    decoder = BatchDecoder(model, AsrConfig())
+    decoder = BatchDecoder(WhisperRecognizer(model, AsrConfig()))
     good = requests(audio, prompts)[2]
     bad = [Request(np.zeros(31 * SAMPLE_RATE, np.float32)), Request(np.full(SAMPLE_RATE, np.nan, np.float32)),
            Request(good.samples.astype(np.float64))]
@@ -110,17 +111,17 @@ def test_a_bad_buffer_fails_alone_and_its_batch_mates_get_their_words(model, aud
 
 
 def test_a_per_call_beam_size_is_honoured(model, audio, prompts):
-    """beam_size=1 through the decoder matches the unbatched recognizer configured greedy."""
-    greedy = WhisperRecognizer(model, AsrConfig(beam_size=1))
-    decoder = BatchDecoder(model, AsrConfig())
+    """beam_size=1 (greedy, with the loop guard) batched matches the unbatched recognizer's greedy call."""
+    recognizer = WhisperRecognizer(model, AsrConfig())
+    decoder = BatchDecoder(recognizer)
     batch = [r for r in requests(audio, prompts) if len(r.samples) <= 10 * SAMPLE_RATE]
-    alone = [greedy.transcribe(r.samples, r.prompt) for r in batch]
+    alone = [recognizer.transcribe(r.samples, r.prompt, beam_size=1) for r in batch]
     greedy_batch = [Request(r.samples, r.prompt, beam_size=1) for r in batch]
     assert_same(alone, decoder.decode(greedy_batch))
 
 
 def test_silence_gives_no_words_next_to_speech(model, audio, prompts):
-    decoder = BatchDecoder(model, AsrConfig())
+    decoder = BatchDecoder(WhisperRecognizer(model, AsrConfig()))
     speech = requests(audio, prompts)[3]
     silence = Request(np.zeros(3 * SAMPLE_RATE, np.float32))
     out = decoder.decode([silence, speech, silence])
@@ -136,7 +137,8 @@ def multilingual():
 def test_a_multilingual_model_batches_with_a_language_and_detects_one_by_one_without(
         multilingual, audio, prompts, language):
     config = AsrConfig(model="whisper-base", language=language)
-    recognizer, decoder = WhisperRecognizer(multilingual, config), BatchDecoder(multilingual, config)
+    recognizer = WhisperRecognizer(multilingual, config)
+    decoder = BatchDecoder(recognizer)
     batch = requests(audio, prompts)[1:4]
     alone = [recognizer.transcribe(r.samples, r.prompt) for r in batch]
     assert_same(alone, decoder.decode(batch))
