@@ -5,10 +5,9 @@ bound), but generation is a few small matrix products per token and beam: batchi
 beams into one call costs far less than N calls (bench/test_batch_bench.py measures it).
 
 The stages are WhisperRecognizer's own (features, encode, tokenizer, generate with its loop
-guard, align): a batched item is decoded exactly as `WhisperRecognizer.transcribe` decodes it,
-except for the two rules below that let items share a call.
-
-Items batch together when their model calls can be one call:
+guard, align): alone in its call, an item is decoded exactly as `WhisperRecognizer.transcribe`
+decodes it. Items batch together when their model calls can be one call; two rules, applied
+only to calls shared by several items, make that happen more often:
 - the same encoder window: the window is `asr.min_window` or the buffer rounded up to a
   WINDOW_GRID multiple, so long buffers of different lengths still share a call (a little more
   padding than WhisperRecognizer's exact window, which is harmless: padding is what keeps the
@@ -26,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import ctranslate2
 import numpy as np
@@ -54,11 +53,21 @@ class Request:
 @dataclass
 class _Item:
     request: Request
-    features: np.ndarray  # mel, padded to the window
+    features: np.ndarray  # mel, padded to WhisperRecognizer's window
     content_frames: int
-    previous: list[int]  # previous-text tokens, cut to a bucket
+    previous: list[int]  # previous-text tokens, all of them
     max_new: int
     beam_size: int
+    grid_frames: int  # the window rounded up to the grid, for sharing a call
+
+    @property
+    def bucket(self) -> int:
+        return _bucket(len(self.previous))
+
+    def shared(self) -> _Item:
+        """This item as it goes into a call with others: grid window, prompt cut to its bucket."""
+        cut = self.previous[len(self.previous) - self.bucket:]
+        return replace(self, features=pad_or_trim(self.features, self.grid_frames), previous=cut)
 
 
 def _bucket(n: int) -> int:
@@ -101,12 +110,11 @@ class BatchDecoder:
         rec = self.recognizer
         features, content_frames = rec.features(samples)  # checks the length
         duration = len(samples) / SAMPLE_RATE
-        features = pad_or_trim(features, max(features.shape[-1], self.window_frames(duration)))
         # Token ids of text do not depend on the language or task: any tokenizer of the model counts them.
         previous = rec._tokenizer.encode(" " + request.prompt.strip()) if request.prompt and request.prompt.strip() else []
-        previous = previous[len(previous) - _bucket(len(previous)):]
         return _Item(request, features, content_frames, previous, rec.max_new_tokens(duration),
-                     request.beam_size or self.config.beam_size)
+                     request.beam_size or self.config.beam_size,
+                     max(features.shape[-1], self.window_frames(duration)))
 
     def decode(self, requests: Sequence[Request]) -> list[list[Word] | BaseException]:
         out: list[list[Word] | BaseException] = [[] for _ in requests]
@@ -117,10 +125,12 @@ class BatchDecoder:
             except Exception as exc:  # noqa: BLE001 - this item's error, not the batch's
                 out[i] = exc
                 continue
-            key = (item.features.shape[-1], len(item.previous), item.beam_size,
+            key = (item.grid_frames, item.bucket, item.beam_size,
                    fixed_language(request.language), request.task, i if self._detects(request) else -1)
             groups.setdefault(key, []).append((i, item))
         for members in groups.values():
+            if len(members) > 1:  # alone, an item is decoded exactly as WhisperRecognizer would
+                members = [(i, item.shared()) for i, item in members]
             try:
                 results = self._run_group([item for _, item in members])
             except Exception:  # noqa: BLE001 - find the culprit: each item alone
