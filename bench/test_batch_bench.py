@@ -159,5 +159,5 @@ def test_batched_rooms(benchmark, results, vad, audio, reference):
     })
     for row in out["cpu_threads=2 num_workers=1"]["in_step"]:
         assert row["batched"]["updates"] == row["unbatched"]["updates"], row  # the same decodes, in step
-        # Equal accuracy within int8 noise and prompt bucketing: a margin, not a timing goal.
+        # Equal accuracy within int8 noise and the grid window: a margin, not a timing goal.
         assert row["batched"]["wer_mean"] <= row["unbatched"]["wer_mean"] + 0.05, row
