@@ -9,7 +9,7 @@ DATA   := tests/data/cache/sample.wav
 # Debian packages: PortAudio for capture, PulseAudio for the tests' null-sink capture path,
 # systemd for the tests' `systemd-analyze verify/security` of the service unit, python3-venv for
 # `make install`'s venv on the system Python, chromium for the room-screen browser test (Playwright).
-APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv chromium
+APT_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins systemd python3-venv chromium espeak-ng
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all proto deps install install-venv install-files system-deps data test demo models bench bench-check bench-baseline soak clean

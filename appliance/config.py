@@ -95,7 +95,8 @@ class AsrConfig:
     batch_gather: float = 0.05  # seconds a due room waits at most for rooms about to be due (none: no wait)
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
-    no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech
+    no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech ...
+    log_prob_threshold: float = -1.0  # ... when its mean token log probability is also below this
     tokens_per_second: float = 8.0  # streaming: cap generated tokens at this rate of audio (+10); speech is ~3-5
     # Loop guard of a decode narrower than beam_size: above this gzip compression ratio of its text
     # (or a repeated n-gram at its end, or the token cap reached) it is decoded again at beam_size. 0: ratio off.
@@ -112,6 +113,7 @@ class AsrConfig:
         _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
         _require(0 <= self.min_window <= 30, "asr.min_window", "must be between 0 and 30 seconds")
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")
+        _require(self.log_prob_threshold <= 0, "asr.log_prob_threshold", "is a log probability: must be <= 0")
         _require(1 <= self.tokens_per_second <= 20, "asr.tokens_per_second", "must be between 1 and 20")
         _require(self.compression_ratio_threshold == 0 or self.compression_ratio_threshold >= 1,
                  "asr.compression_ratio_threshold", "must be 0 (off) or >= 1")

@@ -89,6 +89,7 @@ def repeats_at_end(tokens: list[int], max_ngram: int = 16, long_ngram: int = 6) 
 class Generated:
     tokens: list[int]  # text tokens, end-of-text removed
     no_speech_prob: float
+    avg_logprob: float  # mean log probability per token (Whisper's confidence in the text)
     capped: bool  # generation stopped at the token cap, not at end-of-text
 
 
@@ -184,12 +185,14 @@ class WhisperRecognizer:
         max_length = self.max_length(max(map(len, prompts)), max(max_new))
         results = self.model.model.generate(
             encoded, prompts, beam_size=beam_size, max_length=max_length,
-            return_scores=False, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )
         out = []
         for result, cap in zip(results, max_new):
             tokens = [t for t in result.sequences_ids[0] if t < eot]
-            out.append(Generated(tokens[:cap], result.no_speech_prob, capped=len(tokens) >= cap))
+            # CTranslate2's score is the length-normalised log probability; Whisper averages over n + 1.
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if result.scores else 0.0
+            out.append(Generated(tokens[:cap], result.no_speech_prob, avg_logprob, capped=len(tokens) >= cap))
         return out
 
     def looped(self, tokenizer: Tokenizer, generated: Generated) -> bool:
@@ -231,7 +234,10 @@ class WhisperRecognizer:
         if beam < config.beam_size and self.looped(tokenizer, generated):
             self.fallbacks += 1
             (generated,) = self.generate(encoded, [prompt_ids], config.beam_size, [cap], tokenizer.eot)
-        if not generated.tokens or generated.no_speech_prob > config.no_speech_threshold:
+        # Whisper's own silence rule: non-speech only if it says so AND is unsure of the text it made
+        # (no_speech_prob alone drops real speech a multilingual model finds unusual, e.g. synthetic French).
+        if not generated.tokens or (generated.no_speech_prob > config.no_speech_threshold
+                                    and generated.avg_logprob < config.log_prob_threshold):
             return []
         (words,) = self.align(tokenizer, [generated.tokens], encoded, [content_frames])
         return words

@@ -2,8 +2,9 @@
 
 Every language: Unicode NFC, typographic apostrophes made plain, lower case, punctuation
 (hyphens included: "peut-être" → "peut être") stripped except apostrophes inside words
-("didn't"), accents kept. French also splits elisions after the apostrophe ("l'homme" →
-"l' homme"): the article and the noun are two words however a recogniser glues them.
+("didn't"), accents kept. French also splits at every apostrophe ("l'homme" → "l homme",
+"qu 'on" → "qu on"): elided words are words of their own however a recogniser glues or
+spaces them (Whisper's word timing splits "qu'on" into "qu" and "'on").
 """
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import unicodedata
 
 _PUNCTUATION = re.compile(r"[^\w\s']")
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "ʼ": "'"})
-_ELISION = re.compile(r"(\w')(?=\w)")
 
 
 def normalize(text: str, language: str = "en") -> str:
     text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES).lower()
     if language == "fr":
-        text = _ELISION.sub(r"\1 ", text)
+        text = text.replace("'", " ")
     return " ".join(_PUNCTUATION.sub(" ", text).split())
