@@ -151,7 +151,10 @@ class BatchDecoder:
                                      [caps[i] for i in looped], tokenizer.eot)
                 for i, g in zip(looped, again):
                     generated[i] = g
-        tokens = [g.tokens if g.tokens and g.no_speech_prob <= config.no_speech_threshold else []
+        # Whisper's silence rule, as WhisperRecognizer.transcribe applies it: non-speech only if the
+        # model says so and is unsure of the text it made.
+        tokens = [[] if not g.tokens or (g.no_speech_prob > config.no_speech_threshold
+                                         and g.avg_logprob < config.log_prob_threshold) else g.tokens
                   for g in generated]
         return rec.align(tokenizer, tokens, encoded, [it.content_frames for it in items])
 

@@ -111,12 +111,16 @@ def test_a_per_call_beam_size_is_honoured(model, audio, prompts):
     assert_same(alone, decoder.decode(greedy_batch))
 
 
-def test_silence_gives_no_words_next_to_speech(model, audio, prompts):
-    decoder = BatchDecoder(WhisperRecognizer(model, AsrConfig()))
+def test_silence_next_to_speech_gives_what_it_gives_alone(model, audio, prompts):
+    """Silence shares a call with speech and neither changes: the silence rule is applied per item."""
+    recognizer = WhisperRecognizer(model, AsrConfig())
+    decoder = BatchDecoder(recognizer)
     speech = requests(audio, prompts)[3]
     silence = Request(np.zeros(3 * SAMPLE_RATE, np.float32))
     out = decoder.decode([silence, speech, silence])
-    assert out[0] == [] and out[2] == [] and out[1]
+    alone = recognizer.transcribe(silence.samples)
+    assert out[0] == out[2] == alone
+    assert_same([recognizer.transcribe(speech.samples)], [out[1]])
 
 
 @pytest.fixture(scope="module")
