@@ -164,7 +164,7 @@ class DecodeScheduler:
 
     `room(key)` gives a room its own handle (the Recognizer protocol plus its `RoomLoad`);
     `transcribe` on the scheduler itself serves callers that do not say which room they are
-    (they all count as one room for gathering and the overload policy).
+    (they all count as one room for gathering, and the overload policy leaves them alone).
     """
 
     def __init__(self, decoder: BatchDecoder, *, max_batch: int = 8, gather: float = 0.05, concurrency: int = 1,
@@ -231,7 +231,7 @@ class DecodeScheduler:
             self.batched_items += len(run.keys)
             self.policy.busy(run.started, done)
             for key, wait in zip(run.keys, run.waits):
-                if key in self.policy.rooms or key is None:
+                if key in self.policy.rooms:  # rooms with a handle; anonymous callers are never degraded
                     self.policy.observe(key, wait + run.seconds, len(run.keys))
             self.policy.decide(done)
         if self.on_batch is not None:
