@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 
+from appliance.asr.batch import DecodeScheduler
 from appliance.asr.faults import StallingRecognizer
 from appliance.asr.recognizer import WhisperRecognizer
 from appliance.asr.stream import AsrStream
@@ -39,14 +40,17 @@ class Recognizers:
     def __init__(self, config: AsrConfig, manifest: dict[str, ModelSpec]):
         self.config = config
         self.manifest = manifest
-        self._loaded: dict[str, WhisperRecognizer] = {}
+        self._loaded: dict[str, WhisperRecognizer | DecodeScheduler] = {}
         self._lock = threading.Lock()
 
-    def get(self, model: str) -> WhisperRecognizer:
+    def get(self, model: str) -> WhisperRecognizer | DecodeScheduler:
         with self._lock:
             if model not in self._loaded:
                 config = replace(self.config, model=model)
-                self._loaded[model] = WhisperRecognizer(load_whisper(config, self.manifest), config)
+                recognizer = WhisperRecognizer(load_whisper(config, self.manifest), config)
+                # asr.batch_size > 1: one scheduler per model batches its rooms' due decodes (issue 14).
+                self._loaded[model] = (DecodeScheduler.for_recognizer(recognizer) if config.batch_size > 1
+                                       else recognizer)
             return self._loaded[model]
 
     def loaded(self, model: str) -> bool:
@@ -77,7 +81,7 @@ class Models:
     diarization: DiarizationModels | None = None
 
     @property
-    def recognizer(self) -> WhisperRecognizer:
+    def recognizer(self) -> WhisperRecognizer | DecodeScheduler:
         """The default model's ([asr] model)."""
         return self.recognizers.get(self.recognizers.config.model)
 

@@ -89,7 +89,10 @@ class AsrConfig:
     task: str = "transcribe"  # rooms' default: transcribe, or translate (English subtitles of any speech)
     device: str = "cpu"  # cpu | cuda | auto
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    cpu_threads: int = 2  # CTranslate2 intra-op threads per model call
+    num_workers: int = 1  # model calls (batches) that run at once, each on cpu_threads
+    batch_size: int = 8  # rooms decoded together in one model call (1: each room alone, no scheduler)
+    batch_gather: float = 0.05  # seconds a due room waits at most for rooms about to be due (none: no wait)
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
     no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech ...
@@ -104,6 +107,9 @@ class AsrConfig:
         _require(language_problem(self.language) is None, "asr.language", language_problem(self.language) or "")
         _require(task_problem(self.task) is None, "asr.task", task_problem(self.task) or "")
         _require(self.cpu_threads >= 1, "asr.cpu_threads", "must be >= 1")
+        _require(self.num_workers >= 1, "asr.num_workers", "must be >= 1")
+        _require(self.batch_size >= 1, "asr.batch_size", "must be >= 1")
+        _require(0 <= self.batch_gather <= 0.5, "asr.batch_gather", "must be between 0 and 0.5 seconds")
         _require(self.beam_size >= 1, "asr.beam_size", "must be >= 1")
         _require(0 <= self.min_window <= 30, "asr.min_window", "must be between 0 and 30 seconds")
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")

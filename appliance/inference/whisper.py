@@ -30,7 +30,7 @@ def load_whisper(config: AsrConfig, manifest: dict[str, ModelSpec] | None = None
             device=config.device,
             compute_type=config.compute_type,
             cpu_threads=config.cpu_threads,
-            num_workers=1,
+            num_workers=config.num_workers,
             local_files_only=True,
         )
     except (RuntimeError, ValueError, OSError) as exc:
