@@ -118,19 +118,23 @@ def build_session(
     models: Models,
     executor: Executor,
     hooks: DecodeHooks,
-    release: threading.Event,
+    unstall: threading.Event,
     room: RoomAsr | None = None,
 ) -> Session:
     """One room, whole: its source (told how to report its state), VAD, ASR stream on the room's
     model in its language (fixed, or detected by a LanguagePolicy) and task, streaming diarizer
     when live diarization is on, event log and hooks. `room` defaults to [asr]'s; its model must
-    be loaded (Models.recognizers.get) and checked before. `release` ends injected stalls
+    be loaded (Models.recognizers.get) and checked before. `unstall` ends injected stalls
     (debug.stall_pipeline_after) at shutdown."""
     room = room or config.room_asr()
     recognizer = models.recognizers.get(room.model)
+    handle = None
+    if isinstance(recognizer, DecodeScheduler):  # this room's handle: its timing, load and degradation
+        recognizer = handle = recognizer.room(session_id)
     if config.debug.stall_pipeline_after > 0:
-        recognizer = StallingRecognizer(recognizer, time.monotonic() + config.debug.stall_pipeline_after, release)
-    asr = AsrStream.for_room(recognizer, models.vad.stream(config.vad), config.streaming, room.language, room.task)
+        recognizer = StallingRecognizer(recognizer, time.monotonic() + config.debug.stall_pipeline_after, unstall)
+    asr = AsrStream.for_room(recognizer, models.vad.stream(config.vad), config.streaming, room.language, room.task,
+                             load=handle.load if handle is not None else None)
     diarizer = (StreamingDiarizer(models.diarization, config.diarization)
                 if models.diarization is not None else None)
 
@@ -140,5 +144,6 @@ def build_session(
     pipeline = Pipeline(make_source(on_source_state), asr, executor, diarizer=diarizer,
                         on_decode=functools.partial(hooks.decode_took, session_id))
     session = Session(session_id, kind, pipeline, EventLog(session_id, config.server.retained_events),
-                      hooks=hooks, asr=room, log_transcripts=config.log.transcripts)
+                      hooks=hooks, asr=room, log_transcripts=config.log.transcripts,
+                      release=handle.close if handle is not None else None)
     return session

@@ -302,7 +302,10 @@ async def running(
         log.warning("%s; the room stays down until it appears", absent)
     metrics = Metrics(registry) if registry is not None else None
     health_servicer = RoomHealth()
-    daemon = Daemon(config, models, health_servicer, metrics)
+    # Rooms waiting in the decode scheduler each hold a worker while one of them decodes for all:
+    # a batch can only be as large as the workers left beside the diarizer's.
+    executor = ThreadPoolExecutor(max_workers=2 + config.asr.batch_size, thread_name_prefix="inference")
+    daemon = Daemon(config, models, health_servicer, metrics, executor=executor)
     interceptors = []
     if metrics is not None:
         registry.register(SessionCollector(daemon.all))

@@ -133,6 +133,16 @@ class SessionCollector(Collector):
                       "Attempts to reopen a capture device that failed.", capture("reconnects"))
         yield _family(GaugeMetricFamily, "appliance_input_level_dbfs",
                       "Level of the latest audio received (dBFS).", rows(lambda s: s.pipeline.level_dbfs))
+        loads = [(s.session_id, s.pipeline.asr.load) for s in sessions if s.pipeline.asr.load is not None]
+        yield _family(GaugeMetricFamily, "appliance_asr_degradation_level",
+                      "What the overload policy took from the room: 0 none, 1 greedy tentative decodes, "
+                      "2 and a doubled step, 3 and no partials.", [(sid, float(load.level)) for sid, load in loads])
+        yield _family(CounterMetricFamily, "appliance_asr_degradations",
+                      "Times the overload policy moved the room to a cheaper level.",
+                      [(sid, float(load.degradations)) for sid, load in loads])
+        yield _family(GaugeMetricFamily, "appliance_asr_decode_lag_seconds",
+                      "Recent delay of the room's decodes in the shared decode scheduler (request to result).",
+                      [(sid, load.lag_seconds) for sid, load in loads])
         yield _family(GaugeMetricFamily, "appliance_source_up",
                       "1 while the session's audio source delivers, else 0.",
                       rows(lambda s: s.state == SessionState.RUNNING))

@@ -111,6 +111,8 @@ class SessionInfo:
     model: str = ""
     language: str = ""  # fixed, or detected from the room's speech ("" while not yet known)
     task: str = "transcribe"
+    degradation: str = "none"  # what the overload policy took from the room: none, greedy, long_step, no_partials
+    decode_lag_seconds: float = 0.0  # its decodes' recent delay in the shared scheduler (request to result)
 
 
 class SessionHooks(Protocol):
@@ -144,6 +146,7 @@ class Session:
     assembler: CueAssembler = field(default_factory=CueAssembler)
     asr: RoomAsr | None = None  # the model, language and task the room asked for
     log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
+    release: Callable[[], None] | None = None  # at the end: give back the room's share of shared decoders
     state: SessionState = SessionState.STARTING
     message: str = ""
 
@@ -163,7 +166,9 @@ class Session:
         return SessionInfo(self.session_id, self.state, self.source_kind, self.pipeline.audio_seconds,
                            self.log.last_seq, len(self.fanout.subscribers), self.log.final_cues, self.message,
                            model=self.asr.model if self.asr else "", language=self.language or "",
-                           task=self.pipeline.asr.task or "transcribe")
+                           task=self.pipeline.asr.task or "transcribe",
+                           degradation=load.level.name.lower() if (load := self.pipeline.asr.load) else "none",
+                           decode_lag_seconds=round(load.lag_seconds, 3) if load else 0.0)
 
     def set_state(self, state: SessionState, message: str = "") -> None:
         if (state, message) != (self.state, self.message):
@@ -210,3 +215,5 @@ class Session:
             self.set_state(SessionState.ENDED, "end of audio")
         finally:
             self.fanout.close()
+            if self.release is not None:
+                self.release()

@@ -15,6 +15,7 @@ import numpy as np
 from appliance.asr.hypothesis import guard_hypothesis
 from appliance.asr.policy import CommitPolicy
 from appliance.subtitles.types import Decision
+from appliance.asr.overload import RoomLoad
 from appliance.asr.language import LanguagePolicy
 from appliance.asr.recognizer import Recognizer
 from appliance.audio.frames import RingBuffer
@@ -44,13 +45,15 @@ class AsrStream:
     or translate."""
 
     def __init__(self, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None = None, *,
-                 language: str | None = None, task: str | None = None, detector: LanguagePolicy | None = None):
+                 language: str | None = None, task: str | None = None, detector: LanguagePolicy | None = None,
+                 load: RoomLoad | None = None):
         self.config = config or StreamingConfig()
         self.recognizer = recognizer
         self.vad = vad
         self.language = language
         self.task = task
         self.detector = detector
+        self.load = load  # None: a decoder of its own, never degraded
         self._speech_samples = 0  # heard inside VAD speech regions: what the language detector waits for
         c = self.config
         self.policy = CommitPolicy(c.agreement, guard=c.commit_guard, min_probability=c.commit_probability,
@@ -66,14 +69,15 @@ class AsrStream:
 
     @classmethod
     def for_room(cls, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None,
-                 language: str | None, task: str | None) -> AsrStream:
+                 language: str | None, task: str | None, load: RoomLoad | None = None) -> AsrStream:
         """A room's stream: `language` fixed, or (None / "auto" on a multilingual model) detected by a
-        LanguagePolicy; an English-only model's rooms are English."""
+        LanguagePolicy; an English-only model's rooms are English. `load`: the room's share of a
+        shared decode scheduler, whose overload policy may lengthen its step or stop its partials."""
         if not recognizer.multilingual:
-            return cls(recognizer, vad, config, language="en", task=task)
+            return cls(recognizer, vad, config, language="en", task=task, load=load)
         fixed = None if language == AUTO else language
         return cls(recognizer, vad, config, language=fixed, task=task,
-                   detector=LanguagePolicy() if fixed is None else None)
+                   detector=LanguagePolicy() if fixed is None else None, load=load)
 
     @property
     def backlog_seconds(self) -> float:
@@ -123,10 +127,13 @@ class AsrStream:
             return True
         if self.language is None and self.detector is not None and not self.detector.due(self._speech_samples / SAMPLE_RATE):
             return False  # an "auto" room waits for enough speech to tell its language: a guess on 1 s mishears
+        if self.load is not None and not self.load.partials:  # overloaded: decode only where words become final
+            return self.buffer_seconds > self.config.max_buffer
         new = (self.ring.end - self._decoded_to) / SAMPLE_RATE
         # The first decodes of a region wait for `first_decode` of speech: on less, Whisper mishears.
         heard = self.buffer_seconds >= self.config.first_decode or self._settling
-        return (self._speaking or self._settling) and new >= self.config.step and heard
+        step = self.config.step * (self.load.step_factor if self.load is not None else 1.0)
+        return (self._speaking or self._settling) and new >= step and heard
 
     def update(self) -> Decision:
         """Decode the buffer once and apply the commit policy (run in an executor)."""

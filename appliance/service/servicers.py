@@ -234,6 +234,8 @@ def session_info(session: Session) -> pb.SessionInfo:
         model=info.model,
         language=info.language,
         task=info.task,
+        degradation=info.degradation,
+        decode_lag_seconds=info.decode_lag_seconds,
     )
 
 

@@ -217,7 +217,10 @@ def test_realtime_push_reaches_a_subscriber_as_fast_as_the_pusher(models, sample
     # Receipt minus the daemon's creation time is the delay through server and loopback.
     delays = [t - e.created.ToNanoseconds() / 1e9 for t, e in watched if e.kind != STATE]
     assert delays and all(0 <= d < 0.5 for d in delays), max(delays)
-    assert word_error_rate(reference, text_of([e for _, e in pushed])) <= harness_wer + 0.03
+    # In real time the decodes land wherever the clock puts them, so the text moves from run to run
+    # (0.136-0.185 in three real-time replays of this recording on one machine): a wider margin
+    # than the fast push's, which decodes at the same points as the harness.
+    assert word_error_rate(reference, text_of([e for _, e in pushed])) <= harness_wer + 0.07
 
 
 async def _subscription(endpoint: Endpoint):

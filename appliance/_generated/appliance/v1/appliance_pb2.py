@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ppliance/v1/appliance.proto\x12\x0c\x61ppliance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x18\n\x10include_partials\x18\x03 \x01(\x08\"V\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\xdd\x03\n\rSubtitleEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .appliance.v1.SubtitleEvent.Kind\x12\x0e\n\x06\x63ue_id\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\r\n\x05start\x18\x06 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x01\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\r\n\x05lines\x18\t \x03(\t\x12!\n\x05words\x18\n \x03(\x0b\x32\x12.appliance.v1.Word\x12\x11\n\tstability\x18\x0b \x01(\x02\x12)\n\x05state\x18\x0c \x01(\x0e\x32\x1a.appliance.v1.SessionState\x12\x0f\n\x07message\x18\r \x01(\t\x12\x13\n\x0b\x66inal_words\x18\x0e \x01(\r\x12+\n\x07\x63reated\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08language\x18\x10 \x01(\t\"[\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PARTIAL\x10\x01\x12\t\n\x05\x46INAL\x10\x02\x12\x12\n\x0eSPEAKER_UPDATE\x10\x03\x12\x11\n\rSESSION_STATE\x10\x04\"\xae\x01\n\nAudioChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12(\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x16.appliance.v1.Encoding\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05model\x18\x06 \x01(\t\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x0c\n\x04task\x18\x08 \x01(\t\"\xee\x01\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.appliance.v1.SessionState\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\x12\x13\n\x0bsubscribers\x18\x06 \x01(\r\x12\x12\n\nfinal_cues\x18\x07 \x01(\r\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08language\x18\n \x01(\t\x12\x0c\n\x04task\x18\x0b \x01(\t\"\x15\n\x13ListSessionsRequest\"C\n\x14ListSessionsResponse\x12+\n\x08sessions\x18\x01 \x03(\x0b\x32\x19.appliance.v1.SessionInfo\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\rExportRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.appliance.v1.ExportFormat\"5\n\x0e\x45xportResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t*d\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0f\n\x0bUNAVAILABLE\x10\x03\x12\t\n\x05\x45NDED\x10\x04*>\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\r\n\tPCM_S16LE\x10\x01\x12\t\n\x05\x46\x33\x32LE\x10\x02*V\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\n\n\x06WEBVTT\x10\x01\x12\x07\n\x03SRT\x10\x02\x12\x08\n\x04JSON\x10\x03\x12\x08\n\x04RTTM\x10\x04\x32\xa0\x01\n\tSubtitles\x12J\n\tSubscribe\x12\x1e.appliance.v1.SubscribeRequest\x1a\x1b.appliance.v1.SubtitleEvent0\x01\x12G\n\nTranscribe\x12\x18.appliance.v1.AudioChunk\x1a\x1b.appliance.v1.SubtitleEvent(\x01\x30\x01\x32\xe1\x01\n\x08Sessions\x12M\n\x04List\x12!.appliance.v1.ListSessionsRequest\x1a\".appliance.v1.ListSessionsResponse\x12\x41\n\x03Get\x12\x1f.appliance.v1.GetSessionRequest\x1a\x19.appliance.v1.SessionInfo\x12\x43\n\x06\x45xport\x12\x1b.appliance.v1.ExportRequest\x1a\x1c.appliance.v1.ExportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x61ppliance/v1/appliance.proto\x12\x0c\x61ppliance.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"R\n\x10SubscribeRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x10\n\x08\x66rom_seq\x18\x02 \x01(\x04\x12\x18\n\x10include_partials\x18\x03 \x01(\x08\"V\n\x04Word\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x01\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\x12\x0f\n\x07speaker\x18\x05 \x01(\t\"\xdd\x03\n\rSubtitleEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12.\n\x04kind\x18\x03 \x01(\x0e\x32 .appliance.v1.SubtitleEvent.Kind\x12\x0e\n\x06\x63ue_id\x18\x04 \x01(\t\x12\x0f\n\x07speaker\x18\x05 \x01(\t\x12\r\n\x05start\x18\x06 \x01(\x01\x12\x0b\n\x03\x65nd\x18\x07 \x01(\x01\x12\x0c\n\x04text\x18\x08 \x01(\t\x12\r\n\x05lines\x18\t \x03(\t\x12!\n\x05words\x18\n \x03(\x0b\x32\x12.appliance.v1.Word\x12\x11\n\tstability\x18\x0b \x01(\x02\x12)\n\x05state\x18\x0c \x01(\x0e\x32\x1a.appliance.v1.SessionState\x12\x0f\n\x07message\x18\r \x01(\t\x12\x13\n\x0b\x66inal_words\x18\x0e \x01(\r\x12+\n\x07\x63reated\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08language\x18\x10 \x01(\t\"[\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0b\n\x07PARTIAL\x10\x01\x12\t\n\x05\x46INAL\x10\x02\x12\x12\n\x0eSPEAKER_UPDATE\x10\x03\x12\x11\n\rSESSION_STATE\x10\x04\"\xae\x01\n\nAudioChunk\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsample_rate\x18\x02 \x01(\r\x12(\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x16.appliance.v1.Encoding\x12\x10\n\x08\x63hannels\x18\x04 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x05 \x01(\x0c\x12\r\n\x05model\x18\x06 \x01(\t\x12\x10\n\x08language\x18\x07 \x01(\t\x12\x0c\n\x04task\x18\x08 \x01(\t\"\x9f\x02\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.appliance.v1.SessionState\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x15\n\raudio_seconds\x18\x04 \x01(\x01\x12\x10\n\x08last_seq\x18\x05 \x01(\x04\x12\x13\n\x0bsubscribers\x18\x06 \x01(\r\x12\x12\n\nfinal_cues\x18\x07 \x01(\r\x12\x0f\n\x07message\x18\x08 \x01(\t\x12\r\n\x05model\x18\t \x01(\t\x12\x10\n\x08language\x18\n \x01(\t\x12\x0c\n\x04task\x18\x0b \x01(\t\x12\x13\n\x0b\x64\x65gradation\x18\x0c \x01(\t\x12\x1a\n\x12\x64\x65\x63ode_lag_seconds\x18\r \x01(\x01\"\x15\n\x13ListSessionsRequest\"C\n\x14ListSessionsResponse\x12+\n\x08sessions\x18\x01 \x03(\x0b\x32\x19.appliance.v1.SessionInfo\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"O\n\rExportRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.appliance.v1.ExportFormat\"5\n\x0e\x45xportResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x12\n\nmedia_type\x18\x02 \x01(\t*d\n\x0cSessionState\x12\x1d\n\x19SESSION_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\x0f\n\x0bUNAVAILABLE\x10\x03\x12\t\n\x05\x45NDED\x10\x04*>\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\r\n\tPCM_S16LE\x10\x01\x12\t\n\x05\x46\x33\x32LE\x10\x02*V\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\n\n\x06WEBVTT\x10\x01\x12\x07\n\x03SRT\x10\x02\x12\x08\n\x04JSON\x10\x03\x12\x08\n\x04RTTM\x10\x04\x32\xa0\x01\n\tSubtitles\x12J\n\tSubscribe\x12\x1e.appliance.v1.SubscribeRequest\x1a\x1b.appliance.v1.SubtitleEvent0\x01\x12G\n\nTranscribe\x12\x18.appliance.v1.AudioChunk\x1a\x1b.appliance.v1.SubtitleEvent(\x01\x30\x01\x32\xe1\x01\n\x08Sessions\x12M\n\x04List\x12!.appliance.v1.ListSessionsRequest\x1a\".appliance.v1.ListSessionsResponse\x12\x41\n\x03Get\x12\x1f.appliance.v1.GetSessionRequest\x1a\x19.appliance.v1.SessionInfo\x12\x43\n\x06\x45xport\x12\x1b.appliance.v1.ExportRequest\x1a\x1c.appliance.v1.ExportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'appliance.v1.appliance_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SESSIONSTATE']._serialized_start=1418
-  _globals['_SESSIONSTATE']._serialized_end=1518
-  _globals['_ENCODING']._serialized_start=1520
-  _globals['_ENCODING']._serialized_end=1582
-  _globals['_EXPORTFORMAT']._serialized_start=1584
-  _globals['_EXPORTFORMAT']._serialized_end=1670
+  _globals['_SESSIONSTATE']._serialized_start=1467
+  _globals['_SESSIONSTATE']._serialized_end=1567
+  _globals['_ENCODING']._serialized_start=1569
+  _globals['_ENCODING']._serialized_end=1631
+  _globals['_EXPORTFORMAT']._serialized_start=1633
+  _globals['_EXPORTFORMAT']._serialized_end=1719
   _globals['_SUBSCRIBEREQUEST']._serialized_start=79
   _globals['_SUBSCRIBEREQUEST']._serialized_end=161
   _globals['_WORD']._serialized_start=163
@@ -49,19 +49,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUDIOCHUNK']._serialized_start=732
   _globals['_AUDIOCHUNK']._serialized_end=906
   _globals['_SESSIONINFO']._serialized_start=909
-  _globals['_SESSIONINFO']._serialized_end=1147
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=1149
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=1170
-  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1172
-  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1239
-  _globals['_GETSESSIONREQUEST']._serialized_start=1241
-  _globals['_GETSESSIONREQUEST']._serialized_end=1280
-  _globals['_EXPORTREQUEST']._serialized_start=1282
-  _globals['_EXPORTREQUEST']._serialized_end=1361
-  _globals['_EXPORTRESPONSE']._serialized_start=1363
-  _globals['_EXPORTRESPONSE']._serialized_end=1416
-  _globals['_SUBTITLES']._serialized_start=1673
-  _globals['_SUBTITLES']._serialized_end=1833
-  _globals['_SESSIONS']._serialized_start=1836
-  _globals['_SESSIONS']._serialized_end=2061
+  _globals['_SESSIONINFO']._serialized_end=1196
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1198
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=1219
+  _globals['_LISTSESSIONSRESPONSE']._serialized_start=1221
+  _globals['_LISTSESSIONSRESPONSE']._serialized_end=1288
+  _globals['_GETSESSIONREQUEST']._serialized_start=1290
+  _globals['_GETSESSIONREQUEST']._serialized_end=1329
+  _globals['_EXPORTREQUEST']._serialized_start=1331
+  _globals['_EXPORTREQUEST']._serialized_end=1410
+  _globals['_EXPORTRESPONSE']._serialized_start=1412
+  _globals['_EXPORTRESPONSE']._serialized_end=1465
+  _globals['_SUBTITLES']._serialized_start=1722
+  _globals['_SUBTITLES']._serialized_end=1882
+  _globals['_SESSIONS']._serialized_start=1885
+  _globals['_SESSIONS']._serialized_end=2110
 # @@protoc_insertion_point(module_scope)

@@ -138,7 +138,7 @@ class AudioChunk(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., channels: _Optional[int] = ..., data: _Optional[bytes] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "state", "source", "audio_seconds", "last_seq", "subscribers", "final_cues", "message", "model", "language", "task")
+    __slots__ = ("session_id", "state", "source", "audio_seconds", "last_seq", "subscribers", "final_cues", "message", "model", "language", "task", "degradation", "decode_lag_seconds")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,8 @@ class SessionInfo(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
+    DEGRADATION_FIELD_NUMBER: _ClassVar[int]
+    DECODE_LAG_SECONDS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     state: SessionState
     source: str
@@ -161,7 +163,9 @@ class SessionInfo(_message.Message):
     model: str
     language: str
     task: str
-    def __init__(self, session_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., source: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., last_seq: _Optional[int] = ..., subscribers: _Optional[int] = ..., final_cues: _Optional[int] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
+    degradation: str
+    decode_lag_seconds: float
+    def __init__(self, session_id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., source: _Optional[str] = ..., audio_seconds: _Optional[float] = ..., last_seq: _Optional[int] = ..., subscribers: _Optional[int] = ..., final_cues: _Optional[int] = ..., message: _Optional[str] = ..., model: _Optional[str] = ..., language: _Optional[str] = ..., task: _Optional[str] = ..., degradation: _Optional[str] = ..., decode_lag_seconds: _Optional[float] = ...) -> None: ...
 
 class ListSessionsRequest(_message.Message):
     __slots__ = ()
