@@ -302,7 +302,7 @@ def test_guessing_tokens_locks_the_address_out(models, tmp_path, caplog):
                 health = await health_status(channel, timeout=5)
                 await asyncio.sleep(1.2)
                 unlocked_good = await list_(good)
-            return before, locked_good, flood, health.status, unlocked_good, sample_value(
+            return before, locked_good, flood, health, unlocked_good, sample_value(
                 d, "appliance_auth_failures_total", grpc_method="List")
 
     before, locked_good, flood, health, unlocked_good, counted = asyncio.run(scenario())
