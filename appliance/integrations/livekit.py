@@ -71,7 +71,7 @@ class STT(stt.STT):
 
 def _words(event: pb.SubtitleEvent, language: str) -> stt.SpeechData:
     words = [TimedString(w.text, start_time=w.start, end_time=w.end, confidence=w.probability,
-                         speaker_id=w.speaker or None) for w in event.words]
+                         speaker_id=w.speaker or event.speaker or None) for w in event.words]  # else its cue's
     confidence = sum(w.probability for w in event.words) / len(event.words) if event.words else 0.0
     text = event.text or " ".join(w.text for w in event.words)  # a forming cue not laid out into lines yet
     return stt.SpeechData(language=event.language or language, text=text, start_time=event.start, end_time=event.end,
