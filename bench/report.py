@@ -145,6 +145,24 @@ def fanout(run: dict, s: dict) -> list[str]:
             f"![delivery delay by subscribers](bench/results/{PLOTS['fanout']})"]
 
 
+def diarization_heldout(run: dict, s: dict) -> list[str]:
+    """Held-out diarization (bench/test_diarization_eval.py): DER, JER and exact speaker counts per kind."""
+    offline, live = s["offline"], s["live"]
+    rows = []
+    for kind, o in offline["mean"].items():
+        lv = live["mean"].get(kind, {})
+        rows.append((f"{kind} ({fmt(o.get('recordings'), 'd')})",
+                     f"{fmt(o.get('der'), '.3f')} / {fmt(o.get('der_collar'), '.3f')}", fmt(o.get("jer"), ".3f"),
+                     fmt(o.get("count_exact"), ".0%"),
+                     f"{fmt(lv.get('der'), '.3f')} / {fmt(lv.get('der_collar'), '.3f')}", fmt(lv.get("jer"), ".3f"),
+                     fmt(lv.get("count_exact"), ".0%")))
+    return [(f"Held-out recordings of the evaluation set (thresholds tuned on the tune split only), "
+             f"{measured_on(run)}; CPU s per audio s: offline {fmt(offline.get('cpu_s_per_audio_s'), '.3f')}, "
+             f"live {fmt(live.get('cpu_s_per_audio_s'), '.3f')}:"), "",
+            *table(("held-out (n)", "offline DER 0 / 0.25", "offline JER", "offline count exact",
+                    "live DER 0 / 0.25", "live JER", "live count exact"), rows)]
+
+
 SECTIONS: tuple[tuple[str, str, Callable[[dict, dict], list[str]]], ...] = (
     ("Components", "components", components),
     ("Real-time replay (in-process)", "realtime_replay", realtime_replay),
@@ -153,6 +171,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict, dict], list[str]]], ...] = (
     ("Capacity", "capacity", capacity),
     ("Overload", "overload", overload),
     ("Fan-out", "fanout", fanout),
+    ("Diarization, held-out", "diarization_eval_heldout", diarization_heldout),
 )
 
 

@@ -39,7 +39,7 @@ COMPONENTS = {"vad_frame": {"wall_median_ms": 0.1263, "cpu_ms": 0.1274, "unit": 
 
 def test_empty_results_say_not_measured_and_never_crash(tmp_path):
     text = render(tmp_path)
-    assert text.count(NOT_MEASURED) == 7
+    assert text.count(NOT_MEASURED) == 8
     assert write_plots(tmp_path) == []
 
 
@@ -58,8 +58,21 @@ def test_each_section_from_the_newest_run_that_measured_it(tmp_path):
     assert "Capacity: **3** sessions, target 4 (**missed**). Criterion: p95 <= 2 s." in text
     assert "| 100 | 100 | 10000 | 0 | 20.0 | 61.5 | 80.0 | **no** |" in text
     assert "measured 2026-11-27 on Test CPU 9000, 2 cores" in text
-    assert text.count(NOT_MEASURED) == 3  # realtime_replay, recognizer_calls, overload
+    assert text.count(NOT_MEASURED) == 4  # realtime_replay, recognizer_calls, overload, diarization
     assert "](bench/results/latency_cdf.png)" in text and "](bench/results/capacity.png)" in text
+
+
+def _diarization_means(der: float, exact: float) -> dict:
+    return {"mean": {"meeting": {"recordings": 4, "der": der, "der_collar": der - 0.04, "jer": 0.6,
+                                 "count_exact": exact}}, "cpu_s_per_audio_s": 0.041}
+
+
+def test_diarization_held_out_renders_offline_beside_live(tmp_path):
+    write_run(tmp_path, "20261127T100000Z", {"diarization_eval_heldout": {
+        "offline": _diarization_means(0.481, 0.5), "live": _diarization_means(0.487, 0.25)}})
+    text = render(tmp_path)
+    assert "| meeting (4) | 0.481 / 0.441 | 0.600 | 50% | 0.487 / 0.447 | 0.600 | 25% |" in text
+    assert "CPU s per audio s: offline 0.041, live 0.041" in text
 
 
 def test_a_half_written_section_renders_what_it_has(tmp_path):
