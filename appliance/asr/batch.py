@@ -232,7 +232,7 @@ class DecodeScheduler:
             self.policy.busy(run.started, done)
             for key, wait in zip(run.keys, run.waits):
                 if key in self.policy.rooms:  # rooms with a handle; anonymous callers are never degraded
-                    self.policy.observe(key, wait + run.seconds, len(run.keys))
+                    self.policy.observe(key, wait + run.seconds, len(run.keys), done)
             self.policy.decide(done)
         if self.on_batch is not None:
             self.on_batch(run)

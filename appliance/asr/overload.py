@@ -4,9 +4,11 @@ Pure: plain numbers in (each decode's lag, the decoder's busy intervals, times),
 out; no clock, no I/O. The scheduler feeds it and applies the decisions; the session reads
 each room's `RoomLoad` to report it.
 
-Levels, each cheaper than the last: greedy tentative decodes (about 0.6x the beam-5
-generation cost), then a doubled step (half the decodes), then no partials at all (decode only
-where words become final: a VAD end, a forced commit). The newest room is degraded first, so
+Levels, each cheaper than the last: greedy decodes everywhere (flushes and forced commits
+too), then a doubled step (half the decodes), then a tripled step with no partials published
+(a third of the decodes; words still become final by the time guard, about a step later).
+Never "decode only where words end": under continuous speech that waits for the 15 s forced
+commit, and the room's finals stop rather than slow. The newest room is degraded first, so
 rooms already admitted keep their service; recovery goes the other way, oldest first, and only
 when the decoder has headroom, so a recovery does not at once push the box back over.
 One change at most every `hold` seconds: a change takes a few decodes to show in the lags.
@@ -23,7 +25,7 @@ class Degradation(IntEnum):
     NONE = 0
     GREEDY = 1  # tentative decodes with beam 1
     LONG_STEP = 2  # and the step doubled
-    NO_PARTIALS = 3  # and no tentative decodes: decode only where words become final
+    NO_PARTIALS = 3  # a tripled step, and partials not published
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class RoomLoad:
     decodes: int = 0
     batched_decodes: int = 0  # decodes that shared their model call with other rooms
     degradations: int = 0  # times this room was moved to a cheaper level
+    last_decode: float | None = None  # when its newest lag was observed (the policy's clock)
 
     @property
     def greedy(self) -> bool:
@@ -61,7 +64,7 @@ class RoomLoad:
 
     @property
     def step_factor(self) -> float:
-        return 2.0 if self.level >= Degradation.LONG_STEP else 1.0
+        return {Degradation.LONG_STEP: 2.0, Degradation.NO_PARTIALS: 3.0}.get(self.level, 1.0)
 
     @property
     def partials(self) -> bool:
@@ -82,8 +85,9 @@ class OverloadPolicy:
     def leave(self, key: Hashable) -> None:
         self.rooms.pop(key, None)
 
-    def observe(self, key: Hashable, lag: float, batch_size: int = 1) -> None:
+    def observe(self, key: Hashable, lag: float, batch_size: int = 1, now: float | None = None) -> None:
         room = self.join(key)
+        room.last_decode = now
         a = self.config.smoothing
         room.lag_seconds = lag if room.decodes == 0 else (1 - a) * room.lag_seconds + a * lag
         room.decodes += 1
@@ -107,12 +111,15 @@ class OverloadPolicy:
         if now - self._changed_at < config.hold or not self.rooms:
             return None
         loads = list(self.rooms.items())
-        if any(r.lag_seconds > config.lag_high for _, r in loads):
+        # A degraded room decodes seldom, so its lag is as old as its last decode: only rooms that
+        # decoded within the window speak for the box now (the decoder's use covers the others).
+        recent = [r for _, r in loads if r.last_decode is None or now - r.last_decode <= config.window]
+        if any(r.lag_seconds > config.lag_high for r in recent):
             for key, room in reversed(loads):  # newest first
                 if room.level < config.max_level:
                     return self._set(key, room, Degradation(room.level + 1), now)
             return None
-        if all(r.lag_seconds < config.lag_low for _, r in loads) and self.utilization(now) < config.busy_low:
+        if all(r.lag_seconds < config.lag_low for r in recent) and self.utilization(now) < config.busy_low:
             for key, room in loads:  # oldest first
                 if room.level > Degradation.NONE:
                     return self._set(key, room, Degradation(room.level - 1), now)

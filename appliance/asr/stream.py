@@ -127,8 +127,6 @@ class AsrStream:
             return True
         if self.language is None and self.detector is not None and not self.detector.due(self._speech_samples / SAMPLE_RATE):
             return False  # an "auto" room waits for enough speech to tell its language: a guess on 1 s mishears
-        if self.load is not None and not self.load.partials:  # overloaded: decode only where words become final
-            return self.buffer_seconds > self.config.max_buffer
         new = (self.ring.end - self._decoded_to) / SAMPLE_RATE
         # The first decodes of a region wait for `first_decode` of speech: on less, Whisper mishears.
         heard = self.buffer_seconds >= self.config.first_decode or self._settling
@@ -148,6 +146,8 @@ class AsrStream:
             decision = self._update_speaking()
             self._settling = self._settling and bool(decision.partial)
         self._partial = decision.partial
+        if self.load is not None and not self.load.partials:  # overloaded: the tail is kept, not published
+            return replace(decision, partial=[], stability=1.0)
         return decision
 
     def finish(self) -> Decision:

@@ -96,7 +96,16 @@ def test_room_load_says_what_each_level_means():
     greedy = RoomLoad(level=Degradation.GREEDY)
     assert (greedy.greedy, greedy.step_factor, greedy.partials) == (True, 1.0, True)
     assert RoomLoad(level=Degradation.LONG_STEP).step_factor == 2.0
-    assert RoomLoad(level=Degradation.NO_PARTIALS).partials is False
+    last = RoomLoad(level=Degradation.NO_PARTIALS)
+    assert (last.greedy, last.step_factor, last.partials) == (True, 3.0, False)  # finals keep coming, a step later
+
+
+def test_a_seldom_decoding_room_does_not_hold_recovery_back_with_a_stale_lag():
+    p = policy("a", "b")
+    p.rooms["b"].level = Degradation.NO_PARTIALS
+    p.observe("b", 1.8, now=1.0)  # its last decode, long ago, lagged
+    p.observe("a", 0.2, now=9.5)
+    assert p.decide(10.0) == ("b", Degradation.LONG_STEP)
 
 
 @pytest.mark.parametrize("kwargs", [dict(lag_low=1.0, lag_high=1.0), dict(busy_low=0.0), dict(smoothing=1.5),

@@ -5,6 +5,7 @@ is tested is only when the stream decodes and what it finalises.
 """
 import numpy as np
 
+from appliance.asr.overload import Degradation, RoomLoad
 from appliance.asr.stream import AsrStream
 from appliance.config import SAMPLE_RATE, StreamingConfig
 from appliance.subtitles.types import Word
@@ -70,3 +71,30 @@ def test_without_flush_words_settle_by_agreement_through_the_silence():
     assert finalised_at(decodes, "world.") == 2.5  # first seen at 2.0, agreed on by the next decode
     assert decodes[-1][0] == 2.5  # nothing pending any more: decoding stops
     assert [w for _, final, _ in decodes for w in final] == ["hello", "world."]
+
+
+class LongScript:
+    """A word every 0.7 s for 7 s of speech; the VAD announces its end only at 8 s."""
+
+    multilingual = False
+    words = [Word(f"w{i}", 0.7 * i + 0.1, 0.7 * i + 0.6, 0.95) for i in range(10)]
+
+    def transcribe(self, samples, prompt=None, *, beam_size=None, language=None, task=None):
+        return [w for w in self.words if w.end <= len(samples) / SAMPLE_RATE]
+
+
+def test_the_most_degraded_room_decodes_every_third_step_keeps_its_finals_coming_and_publishes_no_partials():
+    vad = ScriptedVad()
+    vad.script = [(0, VadEvent("start", 0.0)), (8 * SAMPLE_RATE, VadEvent("end", 8.0))]
+    config = StreamingConfig(trim_after=15.0)  # the script's times count from the buffer's start: no cuts
+    stream = AsrStream(LongScript(), vad, config, load=RoomLoad(level=Degradation.NO_PARTIALS))
+    decodes = []
+    for i in range(16):
+        stream.push(np.zeros(CHUNK, dtype=np.float32))
+        if stream.due():
+            decodes.append(((i + 1) / 2, stream.update()))
+    assert [at for at, _ in decodes] == [1.5, 3.0, 4.5, 6.0, 7.5, 8.0]  # 3 x the 0.5 s step, then the speech end
+    assert all(not decision.partial for _, decision in decodes)
+    finals = {w.text: at for at, decision in decodes for w in decision.final}
+    assert list(finals) == [w.text for w in LongScript.words]
+    assert max(at for text, at in finals.items() if text != "w9") <= 7.5  # final during the speech, not at its end
