@@ -7,7 +7,8 @@ import asyncio
 import json
 import os
 import stat
-from pathlib import Path
+import subprocess
+import sys
 
 import grpc
 import numpy as np
@@ -17,8 +18,8 @@ from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.decode import load_audio
 from appliance.audio.pcm import encode_s16le
-from appliance.config import SAMPLE_RATE, DiarizationConfig
-from appliance.diarization.voiceprint_store import SUFFIX
+from appliance.config import SAMPLE_RATE, ConfigError, DiarizationConfig, load_config
+from appliance.diarization.voiceprint_store import SUFFIX, VoiceprintStore
 from appliance.service.client import Endpoint, chunks, follow, transcribe
 from appliance.subtitles.types import SpeakerTurn
 from tests.data.corpus import voice_pieces
@@ -300,3 +301,52 @@ def test_the_new_rpcs_need_the_token(models, tmp_path):
     anonymous, known = asyncio.run(scenario())
     assert {code for code, _ in anonymous} == {grpc.StatusCode.UNAUTHENTICATED}
     assert known[0] == grpc.StatusCode.FAILED_PRECONDITION  # authenticated; enrolment is off here
+
+
+def test_doctor_lists_the_count_and_directory_never_the_names(enrolled_run):
+    where = enrolled_run["where"]
+
+    def doctor() -> str:
+        done = subprocess.run([sys.executable, "-m", "appliance", "doctor", "--set", f"diarization.voiceprints={where}"],
+                              capture_output=True, text=True, timeout=300)
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout
+
+    out = doctor()
+    assert f"# voiceprints\n1 enrolled, in {where}\n" in out
+    assert READER not in out and MORGAN not in out and "voiceprints: WARNING" not in out
+    (only,) = where.iterdir()
+    only.chmod(0o644)
+    try:
+        assert "voiceprints: WARNING: 1 file(s) readable by other users" in doctor()
+    finally:
+        only.chmod(0o600)
+
+
+def test_the_store_reloads_its_voiceprints_and_skips_what_it_cannot_use(tmp_path, caplog):
+    where = tmp_path / "voiceprints"
+    store = VoiceprintStore(where, "campplus")
+    kept = store.add("Ada Lovelace", np.array([0.6, 0.8], np.float32), 12.5)
+    VoiceprintStore(where, "other-model").add("Other", np.array([1.0, 0.0]), 4.0)
+    (where / f"vp-broken{SUFFIX}").write_text("{not json")
+    with caplog.at_level("INFO"):
+        again = VoiceprintStore(where, "campplus")
+    assert [(p.id, p.name, p.speech_seconds) for p in again.all()] == [(kept.id, "Ada Lovelace", 12.5)]
+    assert np.allclose(again.all()[0].vector, [0.6, 0.8])
+    assert "Ada" not in caplog.text and "0.6" not in caplog.text  # names and vectors never logged
+    with pytest.raises(KeyError):
+        again.add("Ada Lovelace", np.array([0.0, 1.0]), 5.0)
+    with pytest.raises(KeyError):
+        again.delete("../../etc/passwd")  # only ids it holds: never a path
+    again.delete(kept.id)
+    assert not (where / f"{kept.id}{SUFFIX}").exists() and VoiceprintStore(where, "campplus").all() == []
+
+
+def test_the_voiceprints_key_is_validated(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert load_config(overrides=[f"diarization.voiceprints={tmp_path / 'new'}"]).diarization.voiceprints == tmp_path / "new"
+    for value, why in ((tmp_path / "a-file", "is not a directory"), (tmp_path / "no" / "such", "does not exist")):
+        with pytest.raises(ConfigError, match=f"diarization.voiceprints: .*{why}"):
+            load_config(overrides=[f"diarization.voiceprints={value}"])
+    with pytest.raises(ConfigError, match="diarization.voiceprint_threshold"):
+        load_config(overrides=["diarization.voiceprint_threshold=1.5"])
