@@ -23,7 +23,8 @@ the threshold is a false match). The threshold chosen maximises, on the tune spl
 minus twice the false matches (enrolled and not enrolled trials together): a wrong name on a
 caption is worse than a label without a name.
 
-Run: `PYTHONPATH=$PWD .venv/bin/python -m bench.voiceprint_eval` (writes bench/results/voiceprints.json).
+Run: `PYTHONPATH=$PWD .venv/bin/python -m bench.voiceprint_eval` (writes bench/results/voiceprints.json),
+or bench/test_voiceprint_eval.py (part of `make bench`).
 """
 from __future__ import annotations
 
@@ -182,23 +183,26 @@ def _machine() -> str:
         return platform.processor() or platform.machine()
 
 
-def main() -> None:
+def evaluate_voiceprints(verbose: bool = True) -> dict:
+    """Threshold chosen on the tune split; both splits' outcomes at it (held-out is what counts)."""
     config = DiarizationConfig()
     models = load_models(config, InferenceConfig())
     min_embeddings = EnrolledMatcher(lambda: (), 0.5).min_embeddings
     tune = trials("tune", models, config, min_embeddings)
     threshold = choose(tune)
-    print(f"tune: {len(tune)} voices; threshold chosen {threshold:.2f}; {margins(tune)}")
-    for t in (threshold - 0.1, threshold - 0.05, threshold, threshold + 0.05, threshold + 0.1):
-        print(f"  tune @ {t:.2f}: early {outcomes(tune, t)}")
-    for t in tune:
-        own = [float(c @ t.enrolment) for c in t.early]
-        print(f"  {t.speaker}: enrol {t.enrol_seconds:.1f} s, test {t.test_seconds:.1f} s, own similarity "
-              f"{min(own):.2f}..{max(own):.2f}")
+    if verbose:
+        print(f"tune: {len(tune)} voices; threshold chosen {threshold:.2f}; {margins(tune)}")
+        for t in (threshold - 0.1, threshold - 0.05, threshold, threshold + 0.05, threshold + 0.1):
+            print(f"  tune @ {t:.2f}: early {outcomes(tune, t)}")
+        for t in tune:
+            own = [float(c @ t.enrolment) for c in t.early]
+            print(f"  {t.speaker}: enrol {t.enrol_seconds:.1f} s, test {t.test_seconds:.1f} s, own similarity "
+                  f"{min(own):.2f}..{max(own):.2f}")
     heldout = trials("heldout", models, config, min_embeddings)
     result = {
         "machine": _machine(),
         "threshold": threshold,
+        "configured_threshold": config.voiceprint_threshold,
         "min_embeddings": min_embeddings,
         "tune": {"voices": [t.speaker for t in tune], "margins": margins(tune), "early": outcomes(tune, threshold),
                  "full": outcomes(tune, threshold, "full")},
@@ -206,8 +210,14 @@ def main() -> None:
                     "early": outcomes(heldout, threshold),
                     "full": outcomes(heldout, threshold, "full")},
     }
-    print(f"held-out: {len(heldout)} voices, {margins(heldout)}; @ {threshold:.2f}: early {result['heldout']['early']}, "
-          f"full {result['heldout']['full']}")
+    if verbose:
+        print(f"held-out: {len(heldout)} voices, {margins(heldout)}; @ {threshold:.2f}: early "
+              f"{result['heldout']['early']}, full {result['heldout']['full']}")
+    return result
+
+
+def main() -> None:
+    result = evaluate_voiceprints()
     out = Path(__file__).parent / "results" / "voiceprints.json"
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
