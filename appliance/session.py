@@ -153,7 +153,7 @@ class Session:
     enrolled: EnrolledMatcher | None = None  # names speakers whose voice matches an enrolled voiceprint
     state: SessionState = SessionState.STARTING
     message: str = ""
-    _named_by_person: set[str] = field(default_factory=set)  # labels NameSpeaker named: never renamed by a match
+    _named_by_person: set[str] = field(default_factory=set, init=False)  # NameSpeaker's: no match renames them
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
         """An event as the pipeline made it (speaker labels), published with the speakers' names."""
