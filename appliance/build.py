@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from appliance.asr.batch import DecodeScheduler
@@ -20,9 +21,11 @@ from appliance.delivery.eventlog import EventLog
 from appliance.diarization.models import DiarizationModels
 from appliance.diarization.models import load_models as load_diarization
 from appliance.diarization.streaming import StreamingDiarizer
+from appliance.diarization.voiceprints import EnrolledMatcher, Voiceprint
 from appliance.inference.manifest import ModelSpec, load_manifest
 from appliance.inference.whisper import load_whisper, whisper_model_dir
 from appliance.session import Pipeline, Session, SessionHooks
+from appliance.subtitles.names import SpeakerNames
 from appliance.subtitles.events import SessionState
 from appliance.vad.silero import SileroVad
 
@@ -120,12 +123,14 @@ def build_session(
     hooks: DecodeHooks,
     unstall: threading.Event,
     room: RoomAsr | None = None,
+    voiceprints: Callable[[], Sequence[Voiceprint]] | None = None,
 ) -> Session:
     """One room, whole: its source (told how to report its state), VAD, ASR stream on the room's
     model in its language (fixed, or detected by a LanguagePolicy) and task, streaming diarizer
     when live diarization is on, event log and hooks. `room` defaults to [asr]'s; its model must
     be loaded (Models.recognizers.get) and checked before. `unstall` ends injected stalls
-    (debug.stall_pipeline_after) at shutdown."""
+    (debug.stall_pipeline_after) at shutdown. `voiceprints`: the enrolled ones (the store's
+    snapshot), when enrolment is on and the room diarizes."""
     room = room or config.room_asr()
     recognizer = models.recognizers.get(room.model)
     handle = None
@@ -143,7 +148,10 @@ def build_session(
 
     pipeline = Pipeline(make_source(on_source_state), asr, executor, diarizer=diarizer,
                         on_decode=functools.partial(hooks.decode_took, session_id))
+    enrolled = (EnrolledMatcher(voiceprints, config.diarization.voiceprint_threshold)
+                if voiceprints is not None and diarizer is not None else None)
     session = Session(session_id, kind, pipeline, EventLog(session_id, config.server.retained_events),
                       hooks=hooks, asr=room, log_transcripts=config.log.transcripts,
-                      release=handle.close if handle is not None else None)
+                      release=handle.close if handle is not None else None,
+                      names=SpeakerNames(config.server.retained_events), enrolled=enrolled)
     return session

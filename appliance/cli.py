@@ -330,6 +330,28 @@ def _print_config(config) -> None:
             print()
 
 
+def _print_voiceprints(where: Path | None) -> int:
+    """How many voiceprints are enrolled and where (never whose: they are personal data), and a
+    warning per permission that lets other users read them. Returns the warnings."""
+    from appliance.diarization.voiceprint_store import SUFFIX, count_files
+
+    print("\n# voiceprints")
+    if where is None:
+        print("off: diarization.voiceprints is not set (Speakers.Enroll refuses; nothing is stored)")
+        return 0
+    print(f"{count_files(where)} enrolled, in {where}" + ("" if where.exists() else " (created at start)"))
+    loose = [p for p in where.glob(f"*{SUFFIX}") if p.stat().st_mode & 0o077] if where.is_dir() else []
+    warnings = 0
+    if where.is_dir() and where.stat().st_mode & 0o077:
+        print(f"voiceprints: WARNING: {where} is open to other users (mode {where.stat().st_mode & 0o777:o}); "
+              f"chmod 700 it")
+        warnings += 1
+    if loose:
+        print(f"voiceprints: WARNING: {len(loose)} file(s) readable by other users; chmod 600 them")
+        warnings += 1
+    return warnings
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Everything a technician checks first, and a verdict: `doctor: ok` or `doctor: N problem(s)`."""
     import os
@@ -366,6 +388,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         except (ConfigError, OSError) as exc:
             print(f"microphone: PROBLEM: {exc}")
             problems += 1
+    if config is not None:
+        warnings += _print_voiceprints(config.diarization.voiceprints)
     print("\n# models")
     problems += _print_models()
     if config is not None and not problems:

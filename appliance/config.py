@@ -505,6 +505,12 @@ class DiarizationConfig:
     # Cosine distance beyond which a local speaker opens a new session speaker.
     new_speaker_threshold: float = 0.6
     max_speakers: int = 8
+    # Enrolled voiceprints (Speakers.Enroll): personal data, so only where this names a
+    # directory (created mode 0700 if missing; its parent must exist). None: enrolment is off.
+    voiceprints: Path | None = None
+    # Cosine similarity from which a live speaker is named after an enrolled voiceprint: chosen on
+    # the evaluation set's tune split (bench/voiceprint_eval.py; held-out figures in the README).
+    voiceprint_threshold: float = 0.42
 
     def __post_init__(self) -> None:
         _require(self.window > 0, "diarization.window", "must be > 0")
@@ -523,6 +529,12 @@ class DiarizationConfig:
         _require(0 < self.new_speaker_threshold < 2, "diarization.new_speaker_threshold",
                  "is a cosine distance in (0, 2)")
         _require(self.max_speakers >= 1, "diarization.max_speakers", "must be >= 1")
+        _require(-1 < self.voiceprint_threshold < 1, "diarization.voiceprint_threshold",
+                 "is a cosine similarity in (-1, 1)")
+        if self.voiceprints is not None:
+            where = Path(self.voiceprints)
+            _require(where.is_dir() if where.exists() else where.parent.is_dir(), "diarization.voiceprints",
+                     f"{where} is not a directory" if where.exists() else f"{where.parent} does not exist")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,10 @@ from appliance.http.app import HttpFace
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
 from appliance.service.interceptors import RpcCountingInterceptor
+from appliance.diarization.enrolment import enrol
+from appliance.diarization.voiceprint_store import VoiceprintStore
 from appliance.service.server import SERVICES, RoomHealth, build_server
+from appliance.service.speakers import SpeakersServicer
 from appliance.session import Session
 from appliance.subtitles.events import SessionState
 from appliance.transcription import FileTranscriber
@@ -55,6 +58,7 @@ class Daemon:
     models: Models
     health: RoomHealth
     metrics: Metrics | None = None
+    voiceprints: VoiceprintStore | None = None  # enrolled people, when diarization.voiceprints is set
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(
         max_workers=2, thread_name_prefix="inference"))
     sessions: dict[str, Session] = field(default_factory=dict)
@@ -142,7 +146,8 @@ class Daemon:
     def _start(self, session_id: str, kind: SourceKind, make_source: Callable[[StateListener], object],
                room: RoomAsr | None = None) -> Session:
         session = build_session(session_id, kind, make_source, self.config, self.models, self.executor,
-                                self, self._unstall, room)
+                                self, self._unstall, room,
+                                voiceprints=self.voiceprints.all if self.voiceprints is not None else None)
         self.sessions[session_id] = session
         self.tasks[session_id] = asyncio.create_task(self._run(session), name=f"session-{session_id}")
         self._forget_old_sessions()
@@ -262,6 +267,22 @@ def start_metrics_server(config: MetricsConfig, registry: CollectorRegistry):
     return server, server.server_port
 
 
+def _speakers(config: AppConfig, models: Models, executor: ThreadPoolExecutor,
+              metrics: Metrics | None) -> tuple[VoiceprintStore | None, SpeakersServicer]:
+    """The voiceprint store (only where diarization.voiceprints names a directory, and live
+    diarization gives the embedding model) and the Speakers servicer over it."""
+    where = config.diarization.voiceprints
+    if where is None:
+        return None, SpeakersServicer(None, None, hooks=metrics)
+    if models.diarization is None:
+        return None, SpeakersServicer(None, None, hooks=metrics, off=(
+            "voiceprint enrolment needs live diarization: set diarization.live = true"))
+    store = VoiceprintStore(where, config.diarization.embedding_model)
+    log.info("voiceprints: %d enrolled, in %s", len(store.all()), where)
+    return store, SpeakersServicer(store, functools.partial(enrol, models.diarization, config.diarization),
+                                   executor, hooks=metrics)
+
+
 @dataclass
 class Running:
     daemon: Daemon
@@ -305,7 +326,8 @@ async def running(
     # Rooms waiting in the decode scheduler each hold a worker while one of them decodes for all:
     # a batch can only be as large as the workers left beside the diarizer's.
     executor = ThreadPoolExecutor(max_workers=2 + config.asr.batch_size, thread_name_prefix="inference")
-    daemon = Daemon(config, models, health_servicer, metrics, executor=executor)
+    voiceprints, speakers = _speakers(config, models, executor, metrics)
+    daemon = Daemon(config, models, health_servicer, metrics, voiceprints=voiceprints, executor=executor)
     interceptors = []
     if metrics is not None:
         registry.register(SessionCollector(daemon.all))
@@ -314,7 +336,7 @@ async def running(
         interceptors.append(RpcCountingInterceptor(lambda s, m, c: metrics.rpcs.labels(s, m, c).inc()))
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
-        on_auth_failure=metrics.auth_failed if metrics else None)
+        on_auth_failure=metrics.auth_failed if metrics else None, speakers=speakers)
     # Files (the OpenAI endpoint) on a thread of their own: one at a time, beside the live rooms.
     files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription")
     transcriber = FileTranscriber(models.recognizers, models.diarization, config.diarization, files)

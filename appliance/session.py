@@ -25,8 +25,10 @@ from appliance.delivery.eventlog import EventLog
 from appliance.delivery.fanout import Fanout
 from appliance.diarization.labels import SpeakerLabeler, relabel
 from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
+from appliance.diarization.voiceprints import EnrolledMatcher
 from appliance.subtitles.assembler import CueAssembler
 from appliance.subtitles.events import EventKind, SessionState, SubtitleEvent
+from appliance.subtitles.names import SpeakerNames, name_problem
 from appliance.subtitles.types import Decision
 
 _log = logging.getLogger(__name__)
@@ -147,10 +149,44 @@ class Session:
     asr: RoomAsr | None = None  # the model, language and task the room asked for
     log_transcripts: bool = False  # config log.transcripts: what people said is private unless asked
     release: Callable[[], None] | None = None  # at the end: give back the room's share of shared decoders
+    names: SpeakerNames = field(default_factory=SpeakerNames)  # speaker labels -> names, applied when published
+    enrolled: EnrolledMatcher | None = None  # names speakers whose voice matches an enrolled voiceprint
     state: SessionState = SessionState.STARTING
     message: str = ""
+    _named_by_person: set[str] = field(default_factory=set, init=False)  # NameSpeaker's: no match renames them
 
     def publish(self, event: SubtitleEvent) -> SubtitleEvent:
+        """An event as the pipeline made it (speaker labels), published with the speakers' names."""
+        return self._emit(self.names.apply(event))
+
+    def name_speaker(self, speaker: str, name: str) -> tuple[str, int]:
+        """Name a speaker (a label, or the name it carries; empty `name`: back to its label):
+        its past cues get SPEAKER_UPDATEs, later ones the name. Returns (label, updates published).
+        KeyError: no such speaker; ValueError: the name cannot be one (name_problem)."""
+        label = self.names.resolve(speaker)
+        if label is None and self.pipeline.diarizer is not None and speaker in self.pipeline.diarizer.speakers:
+            label = speaker  # heard, but in no cue yet
+        if label is None:
+            raise KeyError(speaker)
+        if name and (problem := name_problem(name)):
+            raise ValueError(problem)
+        self._named_by_person.add(label)
+        updates = self.names.rename(label, name)
+        for event in updates:
+            self._emit(event)
+        return label, len(updates)
+
+    def _match_enrolled(self) -> None:
+        """Name the speakers whose voice now matches an enrolled voiceprint (once each)."""
+        if self.enrolled is None or self.pipeline.diarizer is None:
+            return
+        given = {self.names.names[label] for label in self._named_by_person if label in self.names.names}
+        for label, name in self.enrolled.matches(self.pipeline.diarizer.voices(), skip=self._named_by_person):
+            if name not in given:
+                for event in self.names.rename(label, name):
+                    self._emit(event)
+
+    def _emit(self, event: SubtitleEvent) -> SubtitleEvent:
         event = self.log.publish(event, self.language or "")
         self.fanout.publish(event)
         if self.log_transcripts and event.kind == EventKind.FINAL:
@@ -198,6 +234,7 @@ class Session:
                     self._label_latency([w.end for w in settled.words], update.emitted)
                     for event in self.assembler.relabel(lambda words: relabel(words, settled.changed)):
                         self.publish(event)
+                    self._match_enrolled()
                 decision = update.decision
                 if decision is None:
                     continue

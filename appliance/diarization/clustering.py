@@ -41,6 +41,7 @@ class SpeakerRegistry:
         self._threshold = threshold
         self._max = max_speakers
         self._sums: list[np.ndarray] = []  # running sum of member embeddings, one per speaker
+        self.counts: list[int] = []  # embeddings absorbed, one per speaker
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -86,6 +87,7 @@ class SpeakerRegistry:
                 continue
             if len(self._sums) < self._max:
                 self._sums.append(emb[r].copy())
+                self.counts.append(1)
                 result[r] = len(self._sums) - 1
                 fresh.add(r)
             else:  # full: the nearest speaker, even if another local speaker maps there too
@@ -95,6 +97,7 @@ class SpeakerRegistry:
             for r, index in enumerate(result):
                 if index >= 0 and r not in forced and r not in fresh:
                     self._sums[index] = self._sums[index] + emb[r]
+                    self.counts[index] += 1
         return result
 
 

@@ -26,6 +26,7 @@ from appliance.diarization.aggregation import decide, first_frame, to_turns, win
 from appliance.diarization.clustering import SpeakerRegistry, speaker_label
 from appliance.diarization.models import DiarizationModels, check_audio, check_rate
 from appliance.diarization.offline import embed_local_speakers
+from appliance.diarization.voiceprints import Voice
 from appliance.subtitles.types import SpeakerTurn
 
 
@@ -94,6 +95,11 @@ class StreamingDiarizer:
     @property
     def speakers(self) -> tuple[str, ...]:
         return self._registry.labels
+
+    def voices(self) -> list[Voice]:
+        """The session's speakers as heard so far: label, centroid, embeddings behind it."""
+        return [Voice(label, centroid, count) for label, centroid, count
+                in zip(self._registry.labels, self._registry.centroids(), self._registry.counts)]
 
     @property
     def audio_time(self) -> float:

@@ -10,6 +10,7 @@ from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.config import ServerConfig
 from appliance.service.auth import Lockout, TokenAuthInterceptor, read_tokens
 from appliance.service.interceptors import RequestGuardInterceptor
+from appliance.service.speakers import SpeakersServicer
 from appliance.service.servicers import (
     Rooms,
     ServiceHooks,
@@ -18,7 +19,7 @@ from appliance.service.servicers import (
     add_subtitles_servicer,
 )
 
-SERVICES = [pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Subtitles", "Sessions")]
+SERVICES = [pb.DESCRIPTOR.services_by_name[name].full_name for name in ("Subtitles", "Sessions", "Speakers")]
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -60,8 +61,10 @@ class RoomHealth(health.aio.HealthServicer):
 def build_server(
     config: ServerConfig, rooms: Rooms, health_servicer: RoomHealth, hooks: ServiceHooks | None = None,
     on_auth_failure=None, interceptors: list[grpc.aio.ServerInterceptor] | None = None,
+    speakers: SpeakersServicer | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server, bound but not started, serving `health_servicer` (which the daemon drives), and its port.
+    `speakers` None: the Speakers service answers that enrolment is off.
 
     Interceptors run in order, outermost first: the given ones (RPC counting), the token
     check (before any request is read), then the request guard."""
@@ -78,6 +81,7 @@ def build_server(
     )
     add_subtitles_servicer(SubtitlesServicer(rooms, config, hooks), server)
     pb_grpc.add_SessionsServicer_to_server(SessionsServicer(rooms, hooks), server)
+    pb_grpc.add_SpeakersServicer_to_server(speakers or SpeakersServicer(None, None, hooks=hooks), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         names = (*SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)

@@ -1,4 +1,4 @@
-"""The gRPC servicers: Subtitles (Subscribe, Transcribe) and Sessions (List, Get, Export)."""
+"""The gRPC servicers: Subtitles (Subscribe, Transcribe) and Sessions (List, Get, Export, NameSpeaker)."""
 from __future__ import annotations
 
 import asyncio
@@ -26,6 +26,7 @@ from appliance.delivery.fanout import (
 from appliance.service.convert import EncodedEvents, state_to_pb
 from appliance.service.peers import disconnect
 from appliance.session import Session
+from appliance.subtitles.names import name_problem
 
 log = logging.getLogger(__name__)
 
@@ -270,3 +271,22 @@ class SessionsServicer(pb_grpc.SessionsServicer):
         except NoSpeakerLabels as exc:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return pb.ExportResponse(content=result.content, media_type=result.media_type)
+
+    async def NameSpeaker(self, request: pb.NameSpeakerRequest, context) -> pb.NameSpeakerResponse:
+        session = _session_or_none(self.rooms, request.session_id)
+        if session is None:
+            self.hooks.bad_input_seen("NameSpeaker", "unknown session")
+            await _abort(context, grpc.StatusCode.NOT_FOUND, _no_session(request.session_id))
+        if request.name and (problem := name_problem(request.name)):
+            self.hooks.bad_input_seen("NameSpeaker", problem)
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, problem)
+        try:
+            label, updated = session.name_speaker(request.speaker, request.name)
+        except KeyError:
+            self.hooks.bad_input_seen("NameSpeaker", "unknown speaker")
+            # The speaker may be a person's name: never echoed (status messages end up in logs).
+            await _abort(context, grpc.StatusCode.NOT_FOUND,
+                         f"no such speaker in session {request.session_id!r}: give a label it has "
+                         f"({', '.join(sorted(session.names.labels)) or 'none yet'}) or the name one carries")
+        return pb.NameSpeakerResponse(speaker=label, name=session.names.display(label) or label,
+                                      updated_cues=updated)

@@ -64,9 +64,11 @@ def to_text(cues: Sequence[Cue], **_: object) -> str:
 
 
 def to_rttm(turns: Sequence[SpeakerTurn], uri: str) -> str:
-    """NIST RTTM speaker turns (what diarization scorers read)."""
+    """NIST RTTM speaker turns (what diarization scorers read). RTTM fields are separated by white
+    space, so a speaker's name ("Ada Lovelace") is written with underscores ("Ada_Lovelace")."""
     return "".join(
-        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
+        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {'_'.join(t.speaker.split())} <NA> <NA>\n"
+        for t in turns
     )
 
 

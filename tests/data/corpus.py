@@ -180,6 +180,14 @@ def _lab_span(path: Path) -> tuple[float, float]:
     return speech[0][0], speech[-1][1]
 
 
+def voice_pieces(cache: Path | None = None) -> dict[str, list[_Piece]]:
+    """Each single-speaker source's pieces (pool name -> pieces in spoken order): the material the
+    conversations are cut from, for evaluations that need one voice at a time (voiceprints).
+    Tune pools: mfa-acoustic, mfa-cold3, sense, libri61; held-out: sonnet, swedish, spanish (and
+    mfa-cold, the tune set's MFA speaker on another day)."""
+    return _voices(fetch() if cache is None else fetch(cache))
+
+
 def _voices(cache: Path) -> dict[str, list[_Piece]]:
     """Each voice's pieces, in the order they were spoken, keyed by pool name."""
     sense = []

@@ -198,3 +198,71 @@ class ExportResponse(_message.Message):
     content: str
     media_type: str
     def __init__(self, content: _Optional[str] = ..., media_type: _Optional[str] = ...) -> None: ...
+
+class NameSpeakerRequest(_message.Message):
+    __slots__ = ("session_id", "speaker", "name")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    speaker: str
+    name: str
+    def __init__(self, session_id: _Optional[str] = ..., speaker: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class NameSpeakerResponse(_message.Message):
+    __slots__ = ("speaker", "name", "updated_cues")
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_CUES_FIELD_NUMBER: _ClassVar[int]
+    speaker: str
+    name: str
+    updated_cues: int
+    def __init__(self, speaker: _Optional[str] = ..., name: _Optional[str] = ..., updated_cues: _Optional[int] = ...) -> None: ...
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("name", "sample_rate", "encoding", "channels", "audio")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sample_rate: int
+    encoding: Encoding
+    channels: int
+    audio: bytes
+    def __init__(self, name: _Optional[str] = ..., sample_rate: _Optional[int] = ..., encoding: _Optional[_Union[Encoding, str]] = ..., channels: _Optional[int] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class Voiceprint(_message.Message):
+    __slots__ = ("id", "name", "speech_seconds", "created")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    speech_seconds: float
+    created: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., speech_seconds: _Optional[float] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListVoiceprintsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListVoiceprintsResponse(_message.Message):
+    __slots__ = ("voiceprints", "directory")
+    VOICEPRINTS_FIELD_NUMBER: _ClassVar[int]
+    DIRECTORY_FIELD_NUMBER: _ClassVar[int]
+    voiceprints: _containers.RepeatedCompositeFieldContainer[Voiceprint]
+    directory: str
+    def __init__(self, voiceprints: _Optional[_Iterable[_Union[Voiceprint, _Mapping]]] = ..., directory: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceprintRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceprintResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

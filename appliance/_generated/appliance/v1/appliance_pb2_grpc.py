@@ -172,6 +172,11 @@ class SessionsStub:
                 request_serializer=appliance_dot_v1_dot_appliance__pb2.ExportRequest.SerializeToString,
                 response_deserializer=appliance_dot_v1_dot_appliance__pb2.ExportResponse.FromString,
                 _registered_method=True)
+        self.NameSpeaker = channel.unary_unary(
+                '/appliance.v1.Sessions/NameSpeaker',
+                request_serializer=appliance_dot_v1_dot_appliance__pb2.NameSpeakerRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_appliance__pb2.NameSpeakerResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServicer:
@@ -196,6 +201,15 @@ class SessionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def NameSpeaker(self, request, context):
+        """Give a speaker label of one session a name (empty: back to the label). Every retained final
+        cue of that speaker gets a SPEAKER_UPDATE carrying the name; later cues carry it too.
+        NOT_FOUND: no such session, or no such speaker in it (a label such as "S1", or its current name).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +227,11 @@ def add_SessionsServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=appliance_dot_v1_dot_appliance__pb2.ExportRequest.FromString,
                     response_serializer=appliance_dot_v1_dot_appliance__pb2.ExportResponse.SerializeToString,
+            ),
+            'NameSpeaker': grpc.unary_unary_rpc_method_handler(
+                    servicer.NameSpeaker,
+                    request_deserializer=appliance_dot_v1_dot_appliance__pb2.NameSpeakerRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_appliance__pb2.NameSpeakerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -297,6 +316,204 @@ class Sessions:
             '/appliance.v1.Sessions/Export',
             appliance_dot_v1_dot_appliance__pb2.ExportRequest.SerializeToString,
             appliance_dot_v1_dot_appliance__pb2.ExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NameSpeaker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.Sessions/NameSpeaker',
+            appliance_dot_v1_dot_appliance__pb2.NameSpeakerRequest.SerializeToString,
+            appliance_dot_v1_dot_appliance__pb2.NameSpeakerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class SpeakersStub:
+    """Enrolled voiceprints: live diarization names a speaker whose voice matches one.
+    A voiceprint is the speaker embedding only (never audio), stored only where the daemon's
+    diarization.voiceprints names a directory (else FAILED_PRECONDITION).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Enroll = channel.unary_unary(
+                '/appliance.v1.Speakers/Enroll',
+                request_serializer=appliance_dot_v1_dot_appliance__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_appliance__pb2.Voiceprint.FromString,
+                _registered_method=True)
+        self.List = channel.unary_unary(
+                '/appliance.v1.Speakers/List',
+                request_serializer=appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsResponse.FromString,
+                _registered_method=True)
+        self.Delete = channel.unary_unary(
+                '/appliance.v1.Speakers/Delete',
+                request_serializer=appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintRequest.SerializeToString,
+                response_deserializer=appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintResponse.FromString,
+                _registered_method=True)
+
+
+class SpeakersServicer:
+    """Enrolled voiceprints: live diarization names a speaker whose voice matches one.
+    A voiceprint is the speaker embedding only (never audio), stored only where the daemon's
+    diarization.voiceprints names a directory (else FAILED_PRECONDITION).
+    """
+
+    def Enroll(self, request, context):
+        """Compute a voiceprint of one person's speech: 3 to 30 s of audio (one message, at most 1 MiB:
+        30 s of 16 kHz PCM_S16LE mono) with at least 3 s of that person speaking alone.
+        INVALID_ARGUMENT: bad format, too short, silent, a bad name; ALREADY_EXISTS: the name is enrolled.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def List(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Delete(self, request, context):
+        """Remove a voiceprint (its file is deleted). NOT_FOUND: no such id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_SpeakersServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=appliance_dot_v1_dot_appliance__pb2.EnrollRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_appliance__pb2.Voiceprint.SerializeToString,
+            ),
+            'List': grpc.unary_unary_rpc_method_handler(
+                    servicer.List,
+                    request_deserializer=appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsResponse.SerializeToString,
+            ),
+            'Delete': grpc.unary_unary_rpc_method_handler(
+                    servicer.Delete,
+                    request_deserializer=appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintRequest.FromString,
+                    response_serializer=appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'appliance.v1.Speakers', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('appliance.v1.Speakers', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Speakers:
+    """Enrolled voiceprints: live diarization names a speaker whose voice matches one.
+    A voiceprint is the speaker embedding only (never audio), stored only where the daemon's
+    diarization.voiceprints names a directory (else FAILED_PRECONDITION).
+    """
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.Speakers/Enroll',
+            appliance_dot_v1_dot_appliance__pb2.EnrollRequest.SerializeToString,
+            appliance_dot_v1_dot_appliance__pb2.Voiceprint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def List(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.Speakers/List',
+            appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsRequest.SerializeToString,
+            appliance_dot_v1_dot_appliance__pb2.ListVoiceprintsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Delete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/appliance.v1.Speakers/Delete',
+            appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintRequest.SerializeToString,
+            appliance_dot_v1_dot_appliance__pb2.DeleteVoiceprintResponse.FromString,
             options,
             channel_credentials,
             insecure,
