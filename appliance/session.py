@@ -56,33 +56,43 @@ class Pipeline:
     level_dbfs: float = SILENCE_DBFS
     realtime_factor: float = 0.0  # decode wall time per audio second, moving average
     busy_since: float | None = None  # monotonic start of the decode in progress (the watchdog's view)
+    _decoded_audio: float = field(default=0.0, init=False)  # audio time of the last decode (realtime_factor)
 
     async def updates(self) -> AsyncIterator[Update]:
-        decoded_audio = 0.0
+        """A source behind real time (its audio arrived while a decode ran) merges the steps of a
+        batch into one decode at its end. Inside a batch, a speech region that ended is finalised
+        before the next is pushed (or the next would move the buffer past it), and audio that came
+        faster than real time (a file pushed flat out) is decoded at each step, as a fast replay is."""
+        self._decoded_audio = 0.0
         async for frames in self.source:
-            for frame in frames:
+            for i, frame in enumerate(frames):
                 self.capture.add(frame)
                 self.asr.push(frame.samples)
                 if self.diarizer is not None:
                     self.diarizer.push(frame.samples)
-            self.audio_seconds = frames[-1].end / SAMPLE_RATE
+                self.audio_seconds = frame.end / SAMPLE_RATE
+                if i + 1 < len(frames) and (self.asr.region_ended or (_ahead(frames, i) and self.asr.due())):
+                    yield await self._decode()
             self.level_dbfs = level_dbfs(frames[-1].samples)
             if self.diarizer is not None and self.diarizer.due():
                 speakers = await self._run(self.diarizer.update)
                 yield Update(None, self.clock(), self.audio_seconds, speakers)
             if self.asr.due():
-                started = self.clock()
-                decision = await self._run(self.asr.update)
-                took = self.clock() - started
-                if self.on_decode:
-                    self.on_decode(took)
-                advanced, decoded_audio = self.audio_seconds - decoded_audio, self.audio_seconds
-                if advanced > 0:
-                    self.realtime_factor = 0.8 * self.realtime_factor + 0.2 * took / advanced
-                yield Update(decision, self.clock(), self.audio_seconds)
+                yield await self._decode()
         yield Update(await self._run(self.asr.finish), self.clock(), self.audio_seconds)
         if self.diarizer is not None:
             yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.finish))
+
+    async def _decode(self) -> Update:
+        started = self.clock()
+        decision = await self._run(self.asr.update)
+        took = self.clock() - started
+        if self.on_decode:
+            self.on_decode(took)
+        advanced, self._decoded_audio = self.audio_seconds - self._decoded_audio, self.audio_seconds
+        if advanced > 0:
+            self.realtime_factor = 0.8 * self.realtime_factor + 0.2 * took / advanced
+        return Update(decision, self.clock(), self.audio_seconds)
 
     @property
     def queued_seconds(self) -> float:
@@ -96,6 +106,12 @@ class Pipeline:
             return await asyncio.get_running_loop().run_in_executor(self.executor, work, *args)
         finally:
             self.busy_since = None
+
+
+def _ahead(frames: list[AudioFrame], i: int) -> bool:
+    """The batch's audio after frame `i` arrived in less than half its duration: faster than real time."""
+    rest = (frames[-1].end - frames[i].end) / SAMPLE_RATE
+    return frames[-1].captured_at - frames[i].captured_at < rest / 2
 
 
 @dataclass(frozen=True)

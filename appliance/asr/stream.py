@@ -92,6 +92,12 @@ class AsrStream:
         return (self._start if pending else self.ring.end) / SAMPLE_RATE
 
     @property
+    def region_ended(self) -> bool:
+        """A speech region ended and is not finalised yet: `update` must run before more audio is
+        pushed, or a region starting next would move the buffer past it."""
+        return self._flush_at is not None
+
+    @property
     def buffer_seconds(self) -> float:
         return (self.ring.end - self._start) / SAMPLE_RATE
 

@@ -80,16 +80,22 @@ class PushSource:
 
     The source owns the decoding: `push_pcm` turns the client's bytes into 16 kHz mono
     frames, and `close` flushes the resampler, so the last milliseconds of a stream that is
-    not 16 kHz are heard too. `push_pcm` waits while the queue is full, which holds back the
-    client's stream through gRPC flow control instead of buffering without bound.
+    not 16 kHz are heard too. `push_pcm` waits while `max_queued` seconds wait for the pipeline,
+    which holds back the client's stream through gRPC flow control instead of buffering without
+    bound: a client pushing a file as fast as it can goes at the pace of the decodes, and the
+    pipeline never takes in more at once than its buffers hold. Long chunks are queued as frames
+    of at most `frame_seconds`, so a batch can be finalised region by region.
     """
 
-    def __init__(self, audio_format: PcmFormat, max_queued: int = 64, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, audio_format: PcmFormat, max_queued: float = 2.0, frame_seconds: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic):
         self.format = audio_format
         self.clock = clock
         self._normalize = Normalizer(audio_format.sample_rate, audio_format.channels)
         self._frames: deque[AudioFrame] = deque()
-        self._max = max_queued
+        self._max = int(max_queued * SAMPLE_RATE)
+        self._frame = int(frame_seconds * SAMPLE_RATE)
+        self._queued = 0  # samples in `_frames`
         self._changed = asyncio.Condition()
         self._position = 0
         self._closed = False
@@ -97,7 +103,7 @@ class PushSource:
     @property
     def queued_seconds(self) -> float:
         """Audio pushed and waiting for the pipeline."""
-        return sum(len(frame.samples) for frame in self._frames) / SAMPLE_RATE
+        return self._queued / SAMPLE_RATE
 
     async def push_pcm(self, data: bytes) -> None:
         """Decode one chunk of the declared format and queue it; PcmError if it is malformed."""
@@ -107,13 +113,16 @@ class PushSource:
         if len(samples) == 0:
             return
         async with self._changed:
-            await self._changed.wait_for(lambda: len(self._frames) < self._max or self._closed)
+            await self._changed.wait_for(lambda: self._queued < self._max or self._closed)
             self._append(samples)
 
     def _append(self, samples: np.ndarray) -> None:
-        frame = AudioFrame(samples, self._position, self.clock())
-        self._position = frame.end
-        self._frames.append(frame)
+        now = self.clock()
+        for start in range(0, len(samples), self._frame):
+            frame = AudioFrame(samples[start:start + self._frame], self._position, now)
+            self._position = frame.end
+            self._frames.append(frame)
+            self._queued += len(frame.samples)
         self._changed.notify_all()
 
     async def close(self) -> None:
@@ -137,6 +146,7 @@ class PushSource:
                 await self._changed.wait_for(lambda: self._frames or self._closed)
                 batch = list(self._frames)
                 self._frames.clear()
+                self._queued = 0
                 self._changed.notify_all()
             if batch:
                 yield batch

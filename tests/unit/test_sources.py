@@ -26,10 +26,25 @@ def test_push_source_counts_pushed_audio_until_the_pipeline_takes_it():
         queued = source.queued_seconds
         frames = source.__aiter__()
         batch = await anext(frames)
-        return queued, len(batch), source.queued_seconds
+        return queued, [len(frame.samples) for frame in batch], source.queued_seconds
 
     queued, taken, after = asyncio.run(scenario())
-    assert queued == 0.35 and taken == 2 and after == 0.0
+    # A chunk longer than a frame (0.1 s) is queued as frames, so a batch can be decoded step by step.
+    assert queued == 0.35 and taken == [1600, 1600, 1600, 800] and after == 0.0
+
+
+def test_push_source_holds_the_client_back_once_two_seconds_wait():
+    async def scenario():
+        source = PushSource(MONO_16K)
+        await source.push_pcm(np.zeros(2 * SAMPLE_RATE, "<f4").tobytes())
+        blocked = asyncio.ensure_future(source.push_pcm(np.zeros(SAMPLE_RATE // 10, "<f4").tobytes()))
+        await asyncio.sleep(0.05)
+        waited = not blocked.done()
+        await anext(source.__aiter__())  # the pipeline takes the queue: the push goes through
+        await asyncio.wait_for(blocked, 1.0)
+        return waited, source.queued_seconds
+
+    assert asyncio.run(scenario()) == (True, 0.1)
 
 
 def test_real_time_replay_counts_audio_that_fell_due_while_the_consumer_was_busy():
