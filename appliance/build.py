@@ -7,10 +7,10 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from appliance.asr.batch import DecodeScheduler
 from appliance.asr.faults import StallingRecognizer
@@ -107,7 +107,7 @@ class Models:
         return cls(recognizers, vad, info, diarization)
 
 
-class DecodeHooks(SessionHooks):
+class DecodeHooks(SessionHooks, Protocol):
     """SessionHooks plus the wall time of each decode (the daemon's metrics)."""
 
     def decode_took(self, session_id: str, seconds: float) -> None: ...
