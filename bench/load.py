@@ -267,6 +267,8 @@ class Room:
 
     session_id: str
     samples: np.ndarray
+    model: str = ""  # the room's recognition, on its first chunk ("": the daemon's [asr])
+    language: str = ""
     push: PushLog = field(init=False)
     times: WordTimes = field(default_factory=WordTimes)
     events: int = 0
@@ -282,6 +284,7 @@ class Room:
         """Push the audio at real time while subscribed; returns when the session has ended."""
         pcm = encode_s16le(self.samples)
         audio = chunks(pcm, SAMPLE_RATE, pb.PCM_S16LE, 1, self.session_id, CHUNK_SECONDS)
+        audio[0].MergeFrom(pb.AudioChunk(model=self.model, language=self.language))
         subscribed = asyncio.Event()
 
         async def requests():

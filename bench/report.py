@@ -145,6 +145,16 @@ def fanout(run: dict, s: dict) -> list[str]:
             f"![delivery delay by subscribers](bench/results/{PLOTS['fanout']})"]
 
 
+def french_beside_english(run: dict, s: dict) -> list[str]:
+    rows = [(name, fmt(r.get("model")), fmt(r.get("language")), fmt(r.get("final_latency_p50")),
+             fmt(r.get("final_latency_p95")), fmt(r.get("partial_latency_p50")), fmt(r.get("wer"), ".3f"))
+            for name, r in s.get("rooms", {}).items()]
+    return [(f"A French room (whisper-base, espeak-ng speech) beside an English room (tiny.en), pushed in real time "
+             f"through one daemon for {fmt(s.get('audio_seconds'), '.0f')} s, {measured_on(run)}; daemon CPU "
+             f"{fmt(s.get('cpu_per_audio_second'), '.3f')} s per audio s per room:"), "",
+            *table(("room", "model", "language", "final p50 (s)", "final p95 (s)", "partial p50 (s)", "WER"), rows)]
+
+
 def diarization_heldout(run: dict, s: dict) -> list[str]:
     """Held-out diarization (bench/test_diarization_eval.py): DER, JER and exact speaker counts per kind."""
     offline, live = s["offline"], s["live"]
@@ -171,6 +181,7 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict, dict], list[str]]], ...] = (
     ("Capacity", "capacity", capacity),
     ("Overload", "overload", overload),
     ("Fan-out", "fanout", fanout),
+    ("French beside English", "french_beside_english", french_beside_english),
     ("Diarization, held-out", "diarization_eval_heldout", diarization_heldout),
 )
 

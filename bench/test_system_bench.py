@@ -228,3 +228,37 @@ def test_overload(benchmark, results, ours, audio):
 async def _serving(probe: DaemonProbe) -> bool:
     async with probe.endpoint.channel() as channel:
         return await health_status(channel, timeout=5) == "SERVING"
+
+
+def test_french_beside_english(benchmark, results, ours, audio, reference):
+    """A French room on whisper-base and an English room on tiny.en pushed side by side in real time
+    (issue 15: the French room's final p95 <= 2 s on 2 cores). The French speech is espeak-ng's
+    (tests/data/french.py): synthetic, so its WER says little of real French speech."""
+    from appliance.audio.decode import load_audio
+    from tests.data.french import french_clip
+
+    path, french_reference = french_clip()
+    french = load_audio(path)
+    seconds = len(french) / 16_000
+    out: dict = {}
+
+    def scenario():
+        rooms = [Room("fr-room", french, model="whisper-base", language="fr"),
+                 Room("en-room", looped(audio, seconds))]
+        out["run"] = asyncio.run(run_rooms(ours, rooms))
+
+    benchmark.pedantic(scenario, rounds=1, iterations=1)
+    fr, en = out["run"].rooms
+    rows = {}
+    for room, ref, language in ((fr, french_reference, "fr"), (en, None, "en")):
+        lat = room.latencies()
+        rows[room.session_id] = {
+            "model": room.model or AppConfig().asr.model, "language": language,
+            "final_latency_p50": pct(lat.final, 50), "final_latency_p95": pct(lat.final, 95),
+            "partial_latency_p50": pct(lat.partial, 50), "words": len(room.times.words),
+            "wer": round(word_error_rate(ref, room.times.text, language), 4) if ref else None,
+        }
+    results.record("french_beside_english", {"audio_seconds": round(seconds, 1), "rooms": rows,
+                                             "target_final_p95": TARGET_P95,
+                                             "cpu_per_audio_second": round(out["run"].cpu_seconds / (2 * seconds), 3)})
+    assert fr.ended and en.ended and fr.times.words and en.times.words

@@ -39,7 +39,7 @@ COMPONENTS = {"vad_frame": {"wall_median_ms": 0.1263, "cpu_ms": 0.1274, "unit": 
 
 def test_empty_results_say_not_measured_and_never_crash(tmp_path):
     text = render(tmp_path)
-    assert text.count(NOT_MEASURED) == 8
+    assert text.count(NOT_MEASURED) == 9
     assert write_plots(tmp_path) == []
 
 
@@ -58,7 +58,7 @@ def test_each_section_from_the_newest_run_that_measured_it(tmp_path):
     assert "Capacity: **3** sessions, target 4 (**missed**). Criterion: p95 <= 2 s." in text
     assert "| 100 | 100 | 10000 | 0 | 20.0 | 61.5 | 80.0 | **no** |" in text
     assert "measured 2026-11-27 on Test CPU 9000, 2 cores" in text
-    assert text.count(NOT_MEASURED) == 4  # realtime_replay, recognizer_calls, overload, diarization
+    assert text.count(NOT_MEASURED) == 5  # realtime_replay, recognizer_calls, overload, french, diarization
     assert "](bench/results/latency_cdf.png)" in text and "](bench/results/capacity.png)" in text
 
 
