@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from appliance.audio.decode import load_audio
 from appliance.audio.pcm import PcmFormat
 from appliance.audio.sources import FileReplaySource, PushSource
-from appliance.build import Models, Recognizers, StateListener, build_session
+from appliance.build import Models, StateListener, build_session
 from appliance.config import (
     AppConfig,
     CaptureConfig,
@@ -32,7 +32,6 @@ from appliance.config import (
     task_problem,
 )
 from appliance.inference.manifest import ModelError
-from appliance.inference.priority import lower_this_thread
 from appliance.http.app import HttpFace
 from appliance.metrics import Metrics, SessionCollector
 from appliance.notify import Notifier
@@ -316,12 +315,10 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None)
-    # Files (the OpenAI endpoint) on one thread of their own at a lower priority, with a model of
-    # their own loaded there (on first upload): one file at a time, and live rooms get the CPU first.
-    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription", initializer=lower_this_thread,
-                               initargs=(config.http.transcription_nice,))
-    transcriber = FileTranscriber(Recognizers(config.transcription_asr(), models.recognizers.manifest),
-                                  models.diarization, config.diarization, files)
+    # Files (the OpenAI endpoint) go one at a time to a worker process of their own at a lower
+    # priority (started on the first upload); this one thread only waits for its answers.
+    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription")
+    transcriber = FileTranscriber(config, files)
     http = (HttpFace(config.http, config.server, daemon, hooks=metrics, transcriber=transcriber)
             if config.http.enabled else None)
     metrics_server, metrics_port = None, None
@@ -357,7 +354,8 @@ async def running(
             metrics_server.shutdown()
             metrics_server.server_close()
         daemon.executor.shutdown(wait=True, cancel_futures=True)
-        files.shutdown(wait=False, cancel_futures=True)  # a file half done is abandoned with its request
+        transcriber.close()  # a file half done is abandoned with its request
+        files.shutdown(wait=False, cancel_futures=True)
 
 
 async def serve(config: AppConfig, notifier: Notifier | None = None) -> None:

@@ -25,7 +25,7 @@ from appliance.config import HttpConfig
 from appliance.subtitles.layout import layout_cues
 from appliance.subtitles.types import Cue, Word
 from appliance.subtitles.writers import CUE_WRITERS
-from appliance.transcription import FileTranscriber, ModelRefused, Transcript
+from appliance.transcription import FileTranscriber, ModelRefused, Transcript, TranscriptionFailed
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class TranscriptionEndpoint:
         if language is not None and not (language.isalpha() and 2 <= len(language) <= 3):
             raise self._bad(web.HTTPBadRequest, "language must be an ISO-639-1 code such as 'en' or 'fr'", "language")
         diarize = response_format == "diarized_json"
-        if diarize and self.transcriber.diarization is None:
+        if diarize and not self.transcriber.diarizes:
             raise _error(web.HTTPBadRequest, "diarized_json needs the diarization models (diarization.live = true)",
                          "response_format")
         language = language.lower() if language else None
@@ -204,4 +204,8 @@ class TranscriptionEndpoint:
             raise self._bad(web.HTTPBadRequest, str(exc), "model") from None
         except AudioInputError as exc:
             raise self._bad(web.HTTPBadRequest, str(exc).replace(str(path), "the file"), "file") from None
+        except TranscriptionFailed as exc:
+            log.error("%s failed: %s", ROUTE, exc)
+            raise _error(web.HTTPServiceUnavailable, f"the file could not be transcribed ({exc}); retry later",
+                         **{"Retry-After": str(RETRY_AFTER)}) from None
         return render(transcript, response_format, granularities)
