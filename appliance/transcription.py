@@ -36,6 +36,8 @@ from appliance.subtitles.types import Word
 
 log = logging.getLogger(__name__)
 
+IDLE_EXIT = 1.0  # seconds an idle worker is given to exit on its own when the daemon stops
+
 
 class ModelRefused(ValueError):
     """The request's model cannot do what it asks (the message says what to send instead)."""
@@ -180,11 +182,13 @@ class FileTranscriber:
         with self._lock:
             process, conn = self._process, self._conn
             self._process = self._conn = None
+        if conn is not None:
+            conn.close()  # an idle worker sees the pipe end and exits cleanly
         if process is not None:
-            process.terminate()
-            process.join(timeout)
+            process.join(IDLE_EXIT)
+            if process.is_alive():  # mid-file
+                process.terminate()
+                process.join(timeout)
             if process.is_alive():
                 process.kill()
                 process.join(timeout)
-        if conn is not None:
-            conn.close()
