@@ -338,10 +338,10 @@ class HttpConfig:
     # transcribed at a time, beside the live rooms; the rest wait; past this a 429).
     transcription_max_bytes: int = 512 << 20
     transcription_queue: int = 4
-    # Files are decoded by a model of their own, on one thread this much nicer than the daemon
-    # (the model's threads inherit it), with this many CTranslate2 threads: live rooms get the
-    # cores first (the README's measurements). 0: the daemon's priority.
-    transcription_nice: int = 10
+    # Files are decoded in a worker process of its own (own models), every thread of it this
+    # much nicer than the daemon, with this many CTranslate2 threads: live rooms get the cores
+    # first (the README's measurements). 0: the daemon's priority.
+    transcription_nice: int = 19
     transcription_cpu_threads: int = 1
 
     def __post_init__(self) -> None:

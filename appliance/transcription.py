@@ -3,14 +3,15 @@ label speakers with the offline diarizer. The same steps as `appliance transcrib
 
 Live rooms come first, so files never run in the daemon's process: they go to one worker process
 of their own (`FileTranscriber` starts it on the first file, and again if it died), which loads
-its own recognizer and diarization models and runs its threads (CTranslate2's workers, ONNX
-Runtime's) at a nice value `http.transcription_nice` above the daemon's, set before any of them
-exists so that all inherit it. The kernel then gives live decodes the cores first, inside a
-model call as well as between calls. Measured (README, bench/test_upload_bench.py): sharing the
-live rooms' model queues a live decode behind a whole file window (seconds on 2 cores); a
-lower-priority *thread* of the daemon still slowed live words by a third, because it shares the
-daemon's GIL: preempted while holding it, it stalls every live thread (a priority inversion a
-process cannot cause)."""
+its own recognizer and diarization models and runs every thread (its own, numpy's, then
+CTranslate2's and ONNX Runtime's, which inherit it) at a nice value `http.transcription_nice`
+above the daemon's. The kernel then gives live decodes the cores first, inside a model call as
+well as between calls. Measured (README, bench/test_upload_bench.py): at nice +19 a long upload
+leaves a live room's final-word latency within a few per cent; the same worker at the rooms'
+priority slows it by half. Sharing the live rooms' model queued a live decode behind a whole
+file window (seconds on 2 cores); a nice *thread* of the daemon still slowed live words by half,
+because it shares the daemon's GIL: preempted while holding it, it stalls every live thread (a
+priority inversion a process cannot cause)."""
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,7 @@ from appliance.diarization.models import load_models as load_diarization
 from appliance.diarization.offline import OfflineDiarizer
 from appliance.diarization.words import attach_speakers
 from appliance.inference.manifest import load_manifest
-from appliance.inference.priority import lower_this_thread
+from appliance.inference.priority import lower_this_process
 from appliance.subtitles.types import Word
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,13 @@ class FileWorker:
 
 
 def serve_files(conn: Connection, config: AppConfig, log_level: str) -> None:
-    """The worker process: lower its priority before any model thread exists, then answer jobs
-    one at a time until the daemon closes the pipe."""
+    """The worker process: lower the priority of all its threads before any model thread exists
+    (those inherit it), then answer jobs one at a time until the daemon closes the pipe."""
     from appliance.logs import configure
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the daemon decides
     configure(log_level)
-    nice = lower_this_thread(config.http.transcription_nice)
+    nice = lower_this_process(config.http.transcription_nice)
     log.info("transcription worker up (nice %d, %d CTranslate2 thread(s))", nice,
              config.http.transcription_cpu_threads)
     worker = FileWorker(config)

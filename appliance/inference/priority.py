@@ -32,6 +32,25 @@ def lower_this_thread(increment: int) -> int:
         return thread_nice()
 
 
+def lower_this_process(increment: int) -> int:
+    """Raise the nice value of every thread of this process by `increment` (capped at 19): for a
+    process that is all low-priority work (the transcription worker), whose imports already
+    started threads (numpy's BLAS pool) before it could lower its own. Threads started later
+    inherit it from their creators. Returns the calling thread's value; never fails (as above)."""
+    if increment <= 0:
+        return thread_nice()
+    try:
+        tids = [int(name) for name in os.listdir("/proc/self/task")]
+    except OSError:  # no /proc: at least this thread
+        return lower_this_thread(increment)
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(MAX_NICE, os.getpriority(os.PRIO_PROCESS, tid) + increment))
+        except (AttributeError, OSError) as exc:  # a thread that just ended, or a refusal
+            log.warning("cannot lower the priority of thread %s (%s)", tid, exc)
+    return thread_nice()
+
+
 def thread_nice(tid: int | None = None) -> int:
     """The nice value of thread `tid` (default: the calling thread); 0 where the OS cannot say."""
     try:

@@ -1,6 +1,6 @@
-"""Lowering one thread's CPU priority (appliance.inference.priority) on the real kernel: only that
-thread changes, and threads it creates afterwards start with its nice value, which is what puts
-CTranslate2's worker threads of the file model below the live rooms'."""
+"""Lowering CPU priority (appliance.inference.priority) on the real kernel: one thread, or every
+thread of a process (the transcription worker's), and threads created afterwards start with their
+creator's nice value, which is what puts the file model's CTranslate2 threads below the live rooms'."""
 from __future__ import annotations
 
 import sys
@@ -47,3 +47,27 @@ def test_no_increment_changes_nothing_and_the_cap_is_19():
     worker.start()
     worker.join()
     assert results == [start, MAX_NICE]
+
+
+def test_the_whole_process_is_lowered_threads_started_before_included():
+    """In a child process (never this one): a thread started before the call (as numpy's BLAS pool
+    is, at import) is lowered too, and a thread started after starts lowered."""
+    code = """
+import threading, time
+from appliance.inference.priority import lower_this_process, thread_nice
+ready, done, seen = threading.Event(), threading.Event(), {}
+def early():
+    ready.set(); done.wait(); seen["early"] = thread_nice()
+t = threading.Thread(target=early); t.start(); ready.wait()
+base = thread_nice()
+seen["main"] = lower_this_process(4) - base
+done.set(); t.join(); seen["early"] -= base
+late = threading.Thread(target=lambda: seen.__setitem__("late", thread_nice() - base)); late.start(); late.join()
+print(sorted(seen.items()))
+"""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    base = thread_nice()
+    step = min(MAX_NICE, base + 4) - base  # what is left under the cap
+    assert out.strip() == str(sorted({"early": step, "late": step, "main": step}.items()))
