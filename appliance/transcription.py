@@ -124,7 +124,7 @@ def serve_files(conn: Connection, config: AppConfig, log_level: str) -> None:
             answer: tuple[str, object] = ("done", worker.transcribe(job))
         except (ModelRefused, AudioInputError) as exc:
             answer = ("refused", exc)
-        except Exception as exc:  # noqa: BLE001 - reported to the request, the worker goes on
+        except Exception as exc:  # reported to the request; the worker goes on
             log.exception("transcription of %s failed", job.path)
             answer = ("failed", f"{type(exc).__name__}: {exc}")
         conn.send(answer)

@@ -30,7 +30,6 @@ import wave
 
 import aiohttp
 import numpy as np
-import pytest
 
 from appliance.audio.pcm import encode_s16le
 from appliance.config import SAMPLE_RATE, AsrConfig, HttpConfig
@@ -134,7 +133,7 @@ def upload_daemon(workdir, env: dict[str, str] | None = None):
 def _files_metric(probe: DaemonProbe, name: str) -> float:
     with urllib.request.urlopen(f"http://{probe.metrics_address}/metrics", timeout=5) as reply:
         for line in reply.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
+            if line.startswith((name + " ", name + "{")):
                 return float(line.rsplit(" ", 1)[1])
     return 0.0
 

@@ -6,6 +6,7 @@ gRPC `Transcribe` the whole time. Two uploads hold the queue (their bodies stall
 three more sent at once are each refused with 429, Retry-After and code queue_full, and counted
 in appliance_transcription_refused_total; the two held ones, released, complete with the right
 transcript; once they are out an upload is accepted again; and the room's captions came through.
+And a worker killed mid-file: that request is a 503, the next upload gets a fresh worker.
 """
 from __future__ import annotations
 
@@ -128,3 +129,52 @@ def test_the_live_room_kept_its_captions_meanwhile(queued, sample_dir):
     wer = word_error_rate(read_reference(sample_dir / "sample.stm"), " ".join(finals))
     print(f"live room WER beside the uploads {wer:.3f}")
     assert wer < 0.35  # the streaming path on the sample: 0.14-0.17 (README), margin for CPU spread
+
+
+def test_a_worker_killed_mid_file_is_a_503_and_the_next_upload_gets_a_new_one(models, sample, sample_dir):
+    """The transcription worker dies (killed, as the OOM killer would) while it decodes a file:
+    that request gets 503 with Retry-After, the daemon and its live rooms go on, and the next
+    upload starts a fresh worker and succeeds."""
+    import io
+    import multiprocessing
+    import os
+    import signal
+    import wave
+
+    long = np.tile(sample, 4)  # 2 minutes: still decoding when the worker is killed
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(long, -1, 1) * 32767).astype("<i2").tobytes())
+    long_wav, wav = buffer.getvalue(), (sample_dir / "sample.wav").read_bytes()
+
+    async def scenario():
+        async with serving(models) as (daemon, _):
+            url = f"http://{daemon.http_address}/v1/audio/transcriptions"
+            async with aiohttp.ClientSession() as http:
+                async with http.post(url, data=meet_form(wav, "json")) as response:  # starts the worker
+                    assert response.status == 200
+                (worker,) = [p for p in multiprocessing.active_children() if p.name == "appliance-transcription"]
+
+                async def doomed():
+                    async with http.post(url, data=meet_form(long_wav, "json")) as response:
+                        return response.status, response.headers.get("Retry-After"), await response.json()
+
+                pending = asyncio.create_task(doomed())
+                await asyncio.sleep(3.0)  # the upload is in and its decoding has begun
+                assert not pending.done()
+                os.kill(worker.pid, signal.SIGKILL)
+                killed = await pending
+                async with http.post(url, data=meet_form(wav, "json")) as response:
+                    after = response.status, await response.json()
+                fresh = [p.pid for p in multiprocessing.active_children() if p.name == "appliance-transcription"]
+            return killed, after, worker.pid, fresh
+
+    (status, retry_after, body), (after_status, after_body), old_pid, new_pids = asyncio.run(scenario())
+    assert status == 503 and retry_after == "30" and "retry later" in body["error"]["message"]
+    assert after_status == 200
+    reference = read_reference(sample_dir / "sample.stm")
+    assert word_error_rate(reference, after_body["text"]) < 0.35
+    assert len(new_pids) == 1 and new_pids[0] != old_pid
