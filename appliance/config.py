@@ -10,7 +10,7 @@ import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -338,6 +338,11 @@ class HttpConfig:
     # transcribed at a time, beside the live rooms; the rest wait; past this a 429).
     transcription_max_bytes: int = 512 << 20
     transcription_queue: int = 4
+    # Files are decoded in a worker process of its own (own models), every thread of it this
+    # much nicer than the daemon, with this many CTranslate2 threads: live rooms get the cores
+    # first (the README's measurements). 0: the daemon's priority.
+    transcription_nice: int = 19
+    transcription_cpu_threads: int = 1
 
     def __post_init__(self) -> None:
         host, _, port = self.listen.rpartition(":")
@@ -349,6 +354,9 @@ class HttpConfig:
                  "must be between 1 KiB and 64 MiB")
         _require(self.transcription_max_bytes >= 1 << 10, "http.transcription_max_bytes", "must be >= 1 KiB")
         _require(1 <= self.transcription_queue <= 1000, "http.transcription_queue", "must be between 1 and 1000")
+        _require(0 <= self.transcription_nice <= 19, "http.transcription_nice", "must be between 0 and 19")
+        _require(1 <= self.transcription_cpu_threads <= 64, "http.transcription_cpu_threads",
+                 "must be between 1 and 64")
 
 
 @dataclass(frozen=True)
@@ -560,6 +568,10 @@ class AppConfig:
                  or self.http.allow_insecure_remote,
                  "http.listen", f"{self.http.listen} is not loopback: configure server.tls_cert/tls_key "
                  "(the HTTP face uses the same certificate) or set http.allow_insecure_remote = true")
+
+    def transcription_asr(self) -> AsrConfig:
+        """[asr] for the file model of /v1/audio/transcriptions: its own threads, no batching."""
+        return replace(self.asr, cpu_threads=self.http.transcription_cpu_threads, num_workers=1, batch_size=1)
 
     def room_asr(self, room: SessionConfig | None = None, model: str | None = None, language: str | None = None,
                  task: str | None = None) -> RoomAsr:

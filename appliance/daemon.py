@@ -337,9 +337,10 @@ async def running(
     server, port = build_server(
         config.server, daemon, health_servicer, hooks=metrics, interceptors=interceptors,
         on_auth_failure=metrics.auth_failed if metrics else None, speakers=speakers)
-    # Files (the OpenAI endpoint) on a thread of their own: one at a time, beside the live rooms.
+    # Files (the OpenAI endpoint) go one at a time to a worker process of their own at a lower
+    # priority (started on the first upload); this one thread only waits for its answers.
     files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="transcription")
-    transcriber = FileTranscriber(models.recognizers, models.diarization, config.diarization, files)
+    transcriber = FileTranscriber(config, files)
     http = (HttpFace(config.http, config.server, daemon, hooks=metrics, transcriber=transcriber)
             if config.http.enabled else None)
     metrics_server, metrics_port = None, None
@@ -375,7 +376,8 @@ async def running(
             metrics_server.shutdown()
             metrics_server.server_close()
         daemon.executor.shutdown(wait=True, cancel_futures=True)
-        files.shutdown(wait=False, cancel_futures=True)  # a file half done is abandoned with its request
+        transcriber.close()  # a file half done is abandoned with its request
+        files.shutdown(wait=False, cancel_futures=True)
 
 
 async def serve(config: AppConfig, notifier: Notifier | None = None) -> None:

@@ -59,6 +59,14 @@ class Metrics:
         self.bad_input = Counter(
             "appliance_bad_input_total", "Requests refused as malformed (bad audio format, bad chunk).",
             ["grpc_method"], registry=registry)
+        self.transcription_refused_total = Counter(
+            "appliance_transcription_refused_total",
+            "Uploads to /v1/audio/transcriptions refused before being read (reason: queue_full).",
+            ["reason"], registry=registry)
+        self.transcription_files_in = Gauge(
+            "appliance_transcription_files",
+            "Files in /v1/audio/transcriptions: being uploaded, waiting or being transcribed.",
+            registry=registry)
         self.build = Info("appliance_build", "Version of the appliance.", registry=registry)
         self.build.info({"version": __version__})
         self.model = Gauge(
@@ -78,6 +86,12 @@ class Metrics:
 
     def http_request(self, route: str, method: str, status: int) -> None:
         self.http_requests.labels(route, method, str(status)).inc()
+
+    def transcription_refused(self, reason: str) -> None:
+        self.transcription_refused_total.labels(reason).inc()
+
+    def transcription_files(self, count: int) -> None:
+        self.transcription_files_in.set(count)
 
     def auth_failed(self, method: str) -> None:
         self.auth_failures.labels(method.rsplit("/", 1)[-1]).inc()

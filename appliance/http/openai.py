@@ -6,7 +6,9 @@ Multipart fields: `file` (required), `model` (accepted, ignored: the box has its
 `language`, `response_format` (json, text, srt, vtt, verbose_json, diarized_json),
 `timestamp_granularities[]` (word, segment). The bearer token is the other routes'.
 Errors are OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: 400 a bad upload,
-413 past http.transcription_max_bytes, 429 when http.transcription_queue files are already in.
+413 past http.transcription_max_bytes, 429 with Retry-After when http.transcription_queue files are
+already in (counted: appliance_transcription_refused_total{reason="queue_full"}). The files in are
+decoded one at a time by the FileTranscriber, below the live rooms' priority (transcription.py).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from appliance.config import HttpConfig
 from appliance.subtitles.layout import layout_cues
 from appliance.subtitles.types import Cue, Word
 from appliance.subtitles.writers import CUE_WRITERS
-from appliance.transcription import FileTranscriber, Transcript
+from appliance.transcription import FileTranscriber, ModelRefused, Transcript, TranscriptionFailed
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 GRANULARITIES = ("word", "segment")
 FIELD_LIMIT = 4096  # bytes of a text field
 CHUNK = 1 << 16
+RETRY_AFTER = 30  # seconds a refused client is told to wait: about one meeting recording's turn
 
 
 class TooLarge(web.HTTPClientError):
@@ -43,6 +46,10 @@ class TooLarge(web.HTTPClientError):
 
 class Hooks(Protocol):
     def bad_input_seen(self, method: str, reason: str) -> None: ...
+
+    def transcription_refused(self, reason: str) -> None: ...
+
+    def transcription_files(self, count: int) -> None: ...
 
 
 def _error(status: type[web.HTTPException], message: str, param: str | None = None, code: str | None = None,
@@ -123,16 +130,20 @@ class TranscriptionEndpoint:
             raise self._bad(web.HTTPBadRequest, "send multipart/form-data with a 'file' field "
                             f"(got {request.content_type or 'no content type'})")
         if self.accepted >= self.config.transcription_queue:
+            self.hooks.transcription_refused("queue_full")
+            log.warning("%s refused: %d files in (http.transcription_queue)", ROUTE, self.accepted)
             raise _error(web.HTTPTooManyRequests, f"{self.accepted} files are already being transcribed or "
-                         "waiting (http.transcription_queue); retry later", code="queue_full",
-                         **{"Retry-After": "30"})
+                         f"waiting (http.transcription_queue); retry in {RETRY_AFTER} s", code="queue_full",
+                         **{"Retry-After": str(RETRY_AFTER)})
         self.accepted += 1
+        self.hooks.transcription_files(self.accepted)
         try:
             with tempfile.TemporaryDirectory(prefix="appliance-upload-") as folder:
                 fields, path = await self._read(request, Path(folder) / "upload", limit)
                 return await self._transcribe(fields, path)
         finally:
             self.accepted -= 1
+            self.hooks.transcription_files(self.accepted)
 
     async def _read(self, request: web.Request, path: Path, limit: int) -> tuple[dict[str, list[str]], Path]:
         fields: dict[str, list[str]] = {}
@@ -182,16 +193,19 @@ class TranscriptionEndpoint:
         if language is not None and not (language.isalpha() and 2 <= len(language) <= 3):
             raise self._bad(web.HTTPBadRequest, "language must be an ISO-639-1 code such as 'en' or 'fr'", "language")
         diarize = response_format == "diarized_json"
-        if diarize and self.transcriber.diarization is None:
+        if diarize and not self.transcriber.diarizes:
             raise _error(web.HTTPBadRequest, "diarized_json needs the diarization models (diarization.live = true)",
                          "response_format")
         language = language.lower() if language else None
-        try:
-            model = self.transcriber.model_for((fields.get("model") or [""])[-1].strip() or None, language)
-        except ValueError as exc:
-            raise self._bad(web.HTTPBadRequest, str(exc), "model") from None
+        model = (fields.get("model") or [""])[-1].strip() or None
         try:
             transcript = await self.transcriber.run(path, model, language, diarize)
+        except ModelRefused as exc:
+            raise self._bad(web.HTTPBadRequest, str(exc), "model") from None
         except AudioInputError as exc:
             raise self._bad(web.HTTPBadRequest, str(exc).replace(str(path), "the file"), "file") from None
+        except TranscriptionFailed as exc:
+            log.error("%s failed: %s", ROUTE, exc)
+            raise _error(web.HTTPServiceUnavailable, f"the file could not be transcribed ({exc}); retry later",
+                         **{"Retry-After": str(RETRY_AFTER)}) from None
         return render(transcript, response_format, granularities)

@@ -62,7 +62,8 @@ def test_speaker_names_are_whisperx_style_by_first_appearance():
 
 
 @pytest.mark.parametrize("field, value", [("asr_max_message_bytes", 10), ("transcription_max_bytes", 0),
-                                          ("transcription_queue", 0)])
+                                          ("transcription_queue", 0), ("transcription_nice", -1),
+                                          ("transcription_nice", 20), ("transcription_cpu_threads", 0)])
 def test_http_limits_are_validated(field, value):
     with pytest.raises(ConfigError, match=f"http.{field}"):
         HttpConfig(**{field: value})
