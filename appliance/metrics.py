@@ -8,7 +8,6 @@ forgotten sessions disappear on their own (labels stay bounded).
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -49,7 +48,7 @@ class Metrics:
         # The server's own part of a subscriber's delay, whatever the client and network add.
         self.delivery_delay = Histogram(
             "appliance_delivery_delay_seconds",
-            "From an event's creation to its write to a live subscriber's connection (gRPC or SSE), per delivery.",
+            "From an event's creation to the start of its write to a live subscriber's connection (gRPC or SSE), per delivery.",
             buckets=DELIVERY_BUCKETS, registry=registry)
         self.subscribers_ended_slow = Counter(
             "appliance_subscribers_ended_slow_total",
@@ -76,17 +75,17 @@ class Metrics:
 
     # --- the hooks the servicers call (service.servicers.ServiceHooks) ---
 
-    def event_sent(self, event_kind: str, created: float | None) -> None:
-        """An event written to a subscriber; `created`: its wall-clock creation time if it went
-        out live (None: replayed from the log to a subscriber that joined or resumed later)."""
+    def event_sent(self, event_kind: str, delay: float | None) -> None:
+        """An event written to a subscriber; `delay`: seconds from its creation to the start of
+        the write if it went out live (None: replayed to a subscriber that joined or resumed later)."""
         # Once per delivery (1,000 subscribers: 1,000 times an event): the labelled child is
         # looked up once per kind, not per call.
         child = self._events_sent_by_kind.get(event_kind)
         if child is None:
             child = self._events_sent_by_kind[event_kind] = self.events_sent.labels(event_kind)
         child.inc()
-        if created is not None:
-            self.delivery_delay.observe(max(0.0, time.time() - created))
+        if delay is not None:
+            self.delivery_delay.observe(max(0.0, delay))
 
     def subscriber_ended_slow(self, session_id: str) -> None:
         self.subscribers_ended_slow.labels(session_id).inc()

@@ -249,7 +249,17 @@ def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
 
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """user + system CPU so far of a process's main thread (the daemon's event loop; inference
+    runs on executor threads, grpc's poller on its own), from /proc."""
+    return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 

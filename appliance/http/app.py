@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from dataclasses import asdict
 from importlib import resources
 from typing import Protocol
@@ -74,7 +75,7 @@ class Rooms(Protocol):
 class HttpHooks(Protocol):
     """What the HTTP face reports (metrics.Metrics implements it)."""
 
-    def event_sent(self, event_kind: str, created: float | None) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
 
     def subscriber_ended_slow(self, session_id: str) -> None: ...
 
@@ -86,7 +87,7 @@ class HttpHooks(Protocol):
 
 
 class NoHooks:
-    def event_sent(self, event_kind: str, created: float | None) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
     def subscriber_ended_slow(self, session_id: str) -> None: ...
     def http_request(self, route: str, method: str, status: int) -> None: ...
     def auth_failed(self, method: str) -> None: ...
@@ -382,8 +383,9 @@ class HttpFace:
                     continue
                 if event is None:
                     return  # the session ended and everything was sent
+                started = time.time()  # as the write starts (see the gRPC servicer's _write)
                 await write(self.encoded(event))
-                self.hooks.event_sent(event.kind, event.created)
+                self.hooks.event_sent(event.kind, started - event.created)
         except SlowSubscriber:
             self._too_slow(request, session, subscriber)
         except asyncio.CancelledError:
