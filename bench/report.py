@@ -143,7 +143,7 @@ def fanout(run: dict, s: dict) -> list[str]:
                 fmt(r.get("delay_p99_ms"), ".1f"), fmt(r.get("delay_max_ms"), ".1f"), met,
                 fmt(r.get("server_delay_p50_ms"), ".1f"), fmt(r.get("server_delay_p99_ms"), ".1f"),
                 fmt(r.get("daemon_cpu_us_per_delivery"), ".0f"), fmt(r.get("daemon_loop_cpu_us_per_delivery"), ".0f"),
-                fmt(r.get("client_cpu_us_per_delivery"), ".0f"))
+                fmt(r.get("client_cpu_us_per_delivery"), ".0f"), fmt(r.get("load_average"), ".1f"))
 
     rows = [row(r) for r in sorted(s.get("rows", []), key=lambda r: (r.get("subscribers", 0), r.get("code", "")))]
     processes = config.get("client_processes")
@@ -154,14 +154,15 @@ def fanout(run: dict, s: dict) -> list[str]:
                  "write to that subscriber's connection (`appliance_delivery_delay_seconds`, interpolated within "
                  "its buckets); it is taken as each write starts. Daemon (loop) µs / delivery: the daemon's CPU (its "
                  "event loop thread's) beyond the smallest size's, per extra delivery; client µs / delivery: the "
-                 "subscribers' processes' CPU per delivery."]
+                 "subscribers' processes' CPU per delivery. Load: the box's 1-minute load average as the row ended "
+                 "(2 cores; other work shares them)."]
     if config.get("compare"):
         notes += ["", f"Rows `compare`: {config.get('compare_note') or config['compare']}, measured in the same run, "
                       "each size right after `this`."]
     return [f"Fan-out of one session's events to many subscribers over loopback gRPC, {measured_on(run)}:", "",
             *table(("code", "subscribers", "events", "deliveries", "lost", "delay p50 (ms)", "delay p99 (ms)",
                     "delay max (ms)", f"p99 <= {fmt(target, 'g')} ms", "server p50 (ms)", "server p99 (ms)",
-                    "daemon µs / delivery", "loop µs / delivery", "client µs / delivery"), rows),
+                    "daemon µs / delivery", "loop µs / delivery", "client µs / delivery", "load"), rows),
             *notes, "",
             f"![delivery delay by subscribers](bench/results/{PLOTS['fanout']})"]
 

@@ -29,7 +29,7 @@ have 1,001 subscribers: the pushing call is one. Each row also has the fan-out s
 (first to last receipt of one event) and both processes' CPU seconds.
 
 Run (about 80 s, twice that with FANOUT_COMPARE): `pytest bench/test_fanout_bench.py --benchmark-enable --benchmark-only -s`
-FANOUT_SIZES=10,100 runs fewer sizes; FANOUT_EXTRA_CONFIG adds TOML to the daemon's config
+FANOUT_SIZES=10,100 runs fewer sizes, FANOUT_REPEATS=3 each size three times (on a shared box); FANOUT_EXTRA_CONFIG adds TOML to the daemon's config
 (e.g. $'[diarization]\nlive = false').
 """
 from __future__ import annotations
@@ -67,6 +67,7 @@ SUBSCRIBE_METHOD = "/appliance.v1.Subtitles/Subscribe"
 CLIENT_PROCESSES = int(os.environ.get("FANOUT_CLIENT_PROCESSES", "2"))
 COMPARE = os.environ.get("FANOUT_COMPARE", "")
 COMPARE_NOTE = os.environ.get("FANOUT_COMPARE_NOTE", "")  # what the compared code is, for the README
+REPEATS = int(os.environ.get("FANOUT_REPEATS", "1"))  # each size this many times (on a shared box)
 # The pushing Transcribe call is a subscriber of its session too: allow it beside 1,000 others.
 EXTRA_CONFIG = os.environ.get("FANOUT_EXTRA_CONFIG", "")
 CONFIG = f"""[server]
@@ -291,10 +292,10 @@ def server_delay(before: dict[float, float], after: dict[float, float]) -> dict:
 
 
 async def one_size(address: str, metrics_address: str, daemon_pid: int, n: int, audio: list[pb.AudioChunk]) -> dict:
-    session_id = f"fanout-{n}"
+    session_id = f"fanout-{n}-{time.monotonic_ns()}"  # a fresh session per size and repeat
     first = pb.AudioChunk()
     first.CopyFrom(audio[0])
-    first.session_id = session_id  # a fresh session per size
+    first.session_id = session_id
     go = asyncio.Event()
     timeout = AUDIO[1] - AUDIO[0] + 60
 
@@ -344,7 +345,8 @@ async def one_size(address: str, metrics_address: str, daemon_pid: int, n: int, 
     # In-process groups' CPU is this process's, already in cpu_here.
     clients = sum(r.cpu_seconds for r in results) if CLIENT_PROCESSES else cpu_here
     row |= {"connections": -(-n // STREAMS_PER_CONNECTION), "client_processes": CLIENT_PROCESSES,
-            "seconds": round(wall, 1), "daemon_cpu_seconds": round(cpu_daemon, 2),
+            "seconds": round(wall, 1), "load_average": round(os.getloadavg()[0], 2),  # the box's, at the end
+            "daemon_cpu_seconds": round(cpu_daemon, 2),
             "daemon_loop_cpu_seconds": round(cpu_loop, 2),
             "client_cpu_seconds": round(clients, 2),
             "client_cpu_us_per_delivery": round(clients / max(1, row["deliveries"]) * 1e6, 1)} | histogram
@@ -356,8 +358,9 @@ def server_cost(rows: list[dict]) -> None:
     the pipeline does the same work at every size, so what grows is the fan-out. The whole
     process's (inference included: its run-to-run spread is as large as the fan-out's cost) and
     its event loop's alone (where the fan-out runs)."""
-    for code in {r["code"] for r in rows}:
-        mine = sorted((r for r in rows if r["code"] == code), key=lambda r: r["subscribers"])
+    for code, repeat in {(r["code"], r.get("repeat", 0)) for r in rows}:
+        mine = sorted((r for r in rows if r["code"] == code and r.get("repeat", 0) == repeat),
+                      key=lambda r: r["subscribers"])
         base = mine[0]
         for row in mine[1:]:
             extra = row["deliveries"] - base["deliveries"] * row["events"] / max(1, base["events"])
@@ -409,11 +412,12 @@ def test_fanout(benchmark, results, daemons, audio):
     rows = []
 
     def run():
-        for n in SIZES:
-            for code, daemon in daemons.items():  # one after the other: the same machine load for both
-                rows.append({"code": code, **asyncio.run(one_size(
-                    daemon.process.address, daemon.metrics_address, daemon.process.process.pid, n, audio))})
-                print(f"\nfan-out {rows[-1]}")
+        for repeat in range(REPEATS):
+            for n in SIZES:
+                for code, daemon in daemons.items():  # one after the other: the same machine load for both
+                    rows.append({"code": code, "repeat": repeat, **asyncio.run(one_size(
+                        daemon.process.address, daemon.metrics_address, daemon.process.process.pid, n, audio))})
+                    print(f"\nfan-out {rows[-1]}")
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     server_cost(rows)
