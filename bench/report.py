@@ -156,6 +156,13 @@ def fanout(run: dict, s: dict) -> list[str]:
                  "event loop thread's) beyond the smallest size's, per extra delivery; client µs / delivery: the "
                  "subscribers' processes' CPU per delivery. Load: the box's 1-minute load average as the row ended "
                  "(2 cores; other work shares them)."]
+    floor = s.get("grpc_floor")
+    if floor:
+        notes += ["", f"grpc.aio's own floor on this box in the same run (a bare handler writing {fmt(floor.get('subscribers'), 'd')} "
+                      "streams the same bytes, clients in a subprocess, nothing else in its process): "
+                      f"{fmt(floor.get('loop_cpu_us_per_delivery'), '.0f')} µs of loop CPU per delivery, last write "
+                      f"{fmt(floor.get('last_write_p50_ms'), '.1f')} ms after the event (p50; max "
+                      f"{fmt(floor.get('last_write_max_ms'), '.1f')} ms)."]
     if config.get("compare"):
         notes += ["", f"Rows `compare`: {config.get('compare_note') or config['compare']}, measured in the same run, "
                       "each size right after `this`."]

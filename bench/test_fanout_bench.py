@@ -353,6 +353,74 @@ async def one_size(address: str, metrics_address: str, daemon_pid: int, n: int, 
     return row
 
 
+FLOOR_METHOD = "/floor.Floor/Stream"
+
+
+def floor_clients(port: int, n: int) -> None:
+    """`n` streams reading the floor server until it ends them (multiprocessing target)."""
+    async def main() -> None:
+        channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(-(-n // STREAMS_PER_CONNECTION))]
+
+        async def read(channel) -> None:
+            async for _ in channel.unary_stream(FLOOR_METHOD, request_serializer=None, response_deserializer=None)(b""):
+                pass
+
+        await asyncio.gather(*(read(channels[i // STREAMS_PER_CONNECTION]) for i in range(n)), return_exceptions=True)
+
+    asyncio.run(main())
+
+
+async def grpc_floor(n: int, events: int = 30, size: int = 200) -> dict:
+    """What grpc.aio itself costs a fan-out on this box, in this run: a bare server whose handlers
+    write the same `size` bytes to `n` streams per event (no pipeline, no queues, no metrics),
+    clients in a subprocess. Its loop CPU per delivery and the time to the last write."""
+    waiting: list[asyncio.Future] = []
+    written: list[float] = []
+
+    async def stream(request, context) -> None:
+        while (data := await _wait(waiting)) is not None:
+            await context.write(data)
+            written.append(time.perf_counter())
+
+    handler = grpc.method_handlers_generic_handler("floor.Floor", {"Stream": grpc.unary_stream_rpc_method_handler(
+        stream, request_deserializer=None, response_serializer=None)})
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    clients = multiprocessing.get_context("spawn").Process(target=floor_clients, args=(port, n), daemon=True)
+    clients.start()
+    try:
+        while len(waiting) < n:
+            await asyncio.sleep(0.05)
+        spans, cpu = [], time.thread_time()
+        for _ in range(events):
+            await asyncio.sleep(0.2)
+            batch, waiting[:] = list(waiting), []
+            written.clear()
+            start = time.perf_counter()
+            for future in batch:
+                future.set_result(b"x" * size)
+            while len(written) < n:
+                await asyncio.sleep(0.0005)
+            spans.append((written[-1] - start) * 1e3)
+        cpu = time.thread_time() - cpu
+        for future in waiting:
+            future.set_result(None)
+    finally:
+        await server.stop(1)
+        clients.join(10)
+    return {"subscribers": n, "events": events, "loop_cpu_us_per_delivery": round(cpu / (events * n) * 1e6, 1),
+            "last_write_p50_ms": round(float(np.percentile(spans, 50)), 1),
+            "last_write_max_ms": round(max(spans), 1), "load_average": round(os.getloadavg()[0], 2)}
+
+
+async def _wait(waiting: list[asyncio.Future]):
+    future = asyncio.get_running_loop().create_future()
+    waiting.append(future)
+    return await future
+
+
 def server_cost(rows: list[dict]) -> None:
     """Each row's daemon CPU per delivery beyond the smallest size's, per code (in place, pure):
     the pipeline does the same work at every size, so what grows is the fan-out. The whole
@@ -410,8 +478,11 @@ def audio(sample_dir) -> list[pb.AudioChunk]:
 
 def test_fanout(benchmark, results, daemons, audio):
     rows = []
+    floor = {}
 
     def run():
+        floor.update(asyncio.run(grpc_floor(max(SIZES))))
+        print(f"\ngrpc.aio floor {floor}")
         for repeat in range(REPEATS):
             for n in SIZES:
                 for code, daemon in daemons.items():  # one after the other: the same machine load for both
@@ -421,7 +492,7 @@ def test_fanout(benchmark, results, daemons, audio):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     server_cost(rows)
-    results.record("fanout", {"rows": rows, "target_p99_ms": TARGET_P99_MS,
+    results.record("fanout", {"rows": rows, "target_p99_ms": TARGET_P99_MS, "grpc_floor": floor,
                               "config": {"server.max_subscribers_per_session": max(SIZES) + 1,
                                          "streams_per_connection": STREAMS_PER_CONNECTION,
                                          "client_processes": CLIENT_PROCESSES, "compare": COMPARE,

@@ -11,6 +11,7 @@ has ended, say) is ended too. The pipeline and the other subscribers never wait 
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 
 from appliance.delivery.eventlog import EventLog
 from appliance.subtitles.events import EventKind, SubtitleEvent
+
+
+_seq = operator.attrgetter("seq")
 
 
 class SlowSubscriber(Exception):
@@ -132,7 +136,7 @@ class Subscriber:
             if self.failure is not None:
                 raise self.failure
             head = self._queue[0] if self._queue else None
-            partial = min(self._partials.values(), key=lambda e: e.seq, default=None)
+            partial = min(self._partials.values(), key=_seq) if self._partials else None
             if partial is not None and partial.seq <= self.last_seq:
                 del self._partials[partial.cue_id]  # superseded by what was already sent
                 self._partial_since.pop(partial.cue_id, None)
