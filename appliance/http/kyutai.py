@@ -14,7 +14,8 @@ Each connection is a pushed session like a gRPC Transcribe: others follow it (Su
 the room screen) with speaker labels; Kyutai's protocol itself carries none. Bad input closes
 that connection only, with a WebSocket code: 1008 a wrong or missing key, 1003 a message that
 is not Audio or Marker, 1007 malformed msgpack or samples (NaN, not numbers), 1009 an oversized
-message.
+message. Wrong keys count on the daemon's per-address lockout (http/auth.py): a locked-out
+address is refused before the upgrade, 429 with Retry-After.
 """
 from __future__ import annotations
 
