@@ -215,12 +215,51 @@ def per_session(exposition: str, sample_name: str, **labels: str) -> dict[str, f
     return values
 
 
+def histogram_buckets(exposition: str, name: str) -> dict[float, float]:
+    """A histogram's cumulative bucket counts by upper bound (`le`, +Inf included) from an exposition."""
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                out[float(sample.labels["le"])] = out.get(float(sample.labels["le"]), 0.0) + sample.value
+    return out
+
+
+def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
+    """The q-quantile (0..1) of a histogram's cumulative buckets, interpolated linearly inside its
+    bucket as Prometheus's histogram_quantile does; None if empty, the last finite bound if it
+    falls in the +Inf bucket."""
+    bounds = sorted(cumulative)
+    total = cumulative[bounds[-1]] if bounds else 0.0
+    if not total:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = cumulative[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * ((rank - below) / (count - below) if count > below else 1.0)
+        lower, below = bound, count
+    return lower
+
+
 # --- I/O: the daemon process, its metrics, its API ---
 
 
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """user + system CPU so far of a process's main thread (the daemon's event loop; inference
+    runs on executor threads, grpc's poller on its own), from /proc."""
+    return _cpu_seconds(Path(f"/proc/{pid}/task/{pid}/stat"))
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 

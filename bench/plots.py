@@ -67,11 +67,17 @@ def capacity(section: dict, path: Path, bound: float = 2.0) -> Path:
 
 
 def fanout(section: dict, path: Path) -> Path:
-    """Delivery delay p50/p99 by subscribers, with the p99 target."""
+    """Delivery delay p50/p99 by subscribers (each code measured, e.g. before and after), with the p99 target."""
     rows = sorted(section.get("rows", []), key=lambda r: r["subscribers"])
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, style in (("delay_p50_ms", "o-"), ("delay_p99_ms", "s-")):
-        ax.plot([r["subscribers"] for r in rows], [r[key] for r in rows], style, label=key.split("_")[1])
+    colours = {("this", "delay_p50_ms"): "tab:blue", ("this", "delay_p99_ms"): "tab:orange"}
+    for code, repeat in dict.fromkeys((r.get("code", "this"), r.get("repeat", 0)) for r in rows):
+        mine = [r for r in rows if r.get("code", "this") == code and r.get("repeat", 0) == repeat]
+        suffix = "" if code == "this" else f" ({code})"
+        for key, style in (("delay_p50_ms", "o-"), ("delay_p99_ms", "s-")):
+            ax.plot([r["subscribers"] for r in mine], [r[key] for r in mine], style if code == "this" else style + "-",
+                    color=colours.get((code, key), "tab:green" if key == "delay_p50_ms" else "tab:red"),
+                    label=key.split("_")[1] + suffix if repeat == 0 else None)  # one label per series, not per repeat
     if "target_p99_ms" in section:
         ax.axhline(section["target_p99_ms"], color="tab:red", linestyle=":", label=f"p99 target {section['target_p99_ms']} ms")
     ax.set_xscale("log")

@@ -133,15 +133,44 @@ def overload(run: dict, s: dict) -> list[str]:
 
 def fanout(run: dict, s: dict) -> list[str]:
     target = s.get("target_p99_ms")
-    rows = [(fmt(r.get("subscribers"), "d"), fmt(r.get("events"), "d"), fmt(r.get("deliveries"), "d"),
-             fmt(r.get("lost"), "d"), fmt(r.get("delay_p50_ms"), ".1f"), fmt(r.get("delay_p99_ms"), ".1f"),
-             fmt(r.get("delay_max_ms"), ".1f"),
-             fmt(r["delay_p99_ms"] <= target) if isinstance(target, int | float) and isinstance(
-                 r.get("delay_p99_ms"), int | float) else "–")
-            for r in sorted(s.get("rows", []), key=lambda r: r.get("subscribers", 0))]
+    config = s.get("config", {})
+
+    def row(r: dict) -> tuple[str, ...]:
+        met = (fmt(r["delay_p99_ms"] <= target) if isinstance(target, int | float)
+               and isinstance(r.get("delay_p99_ms"), int | float) else "–")
+        return (str(r.get("code", "this")), fmt(r.get("subscribers"), "d"), fmt(r.get("events"), "d"),
+                fmt(r.get("deliveries"), "d"), fmt(r.get("lost"), "d"), fmt(r.get("delay_p50_ms"), ".1f"),
+                fmt(r.get("delay_p99_ms"), ".1f"), fmt(r.get("delay_max_ms"), ".1f"), met,
+                fmt(r.get("server_delay_p50_ms"), ".1f"), fmt(r.get("server_delay_p99_ms"), ".1f"),
+                fmt(r.get("daemon_cpu_us_per_delivery"), ".0f"), fmt(r.get("daemon_loop_cpu_us_per_delivery"), ".0f"),
+                fmt(r.get("client_cpu_us_per_delivery"), ".0f"), fmt(r.get("load_average"), ".1f"))
+
+    rows = [row(r) for r in sorted(s.get("rows", []), key=lambda r: (r.get("subscribers", 0), r.get("code", "")))]
+    processes = config.get("client_processes")
+    where = ("in this benchmark's process" if processes == 0 else
+             f"in {processes} processes of their own" if processes else "in the benchmark's process")
+    notes = ["", f"Delay: an event's creation (the daemon's wall clock) to its receipt by a subscriber, {where} "
+                 f"({config.get('streams_per_connection', '?')} streams per connection). Server: creation to the "
+                 "write to that subscriber's connection (`appliance_delivery_delay_seconds`, interpolated within "
+                 "its buckets); it is taken as each write starts. Daemon (loop) µs / delivery: the daemon's CPU (its "
+                 "event loop thread's) beyond the smallest size's, per extra delivery; client µs / delivery: the "
+                 "subscribers' processes' CPU per delivery. Load: the box's 1-minute load average as the row ended "
+                 "(2 cores; other work shares them)."]
+    floor = s.get("grpc_floor")
+    if floor:
+        notes += ["", f"grpc.aio's own floor on this box in the same run (a bare handler writing {fmt(floor.get('subscribers'), 'd')} "
+                      "streams the same bytes, clients in a subprocess, nothing else in its process): "
+                      f"{fmt(floor.get('loop_cpu_us_per_delivery'), '.0f')} µs of loop CPU per delivery, last write "
+                      f"{fmt(floor.get('last_write_p50_ms'), '.1f')} ms after the event (p50; max "
+                      f"{fmt(floor.get('last_write_max_ms'), '.1f')} ms)."]
+    if config.get("compare"):
+        notes += ["", f"Rows `compare`: {config.get('compare_note') or config['compare']}, measured in the same run, "
+                      "each size right after `this`."]
     return [f"Fan-out of one session's events to many subscribers over loopback gRPC, {measured_on(run)}:", "",
-            *table(("subscribers", "events", "deliveries", "lost", "delay p50 (ms)", "delay p99 (ms)",
-                    "delay max (ms)", f"p99 <= {fmt(target, 'g')} ms"), rows), "",
+            *table(("code", "subscribers", "events", "deliveries", "lost", "delay p50 (ms)", "delay p99 (ms)",
+                    "delay max (ms)", f"p99 <= {fmt(target, 'g')} ms", "server p50 (ms)", "server p99 (ms)",
+                    "daemon µs / delivery", "loop µs / delivery", "client µs / delivery", "load"), rows),
+            *notes, "",
             f"![delivery delay by subscribers](bench/results/{PLOTS['fanout']})"]
 
 

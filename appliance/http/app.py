@@ -18,6 +18,7 @@ import logging
 import re
 import socket
 import ssl
+import time
 from dataclasses import asdict
 from importlib import resources
 from typing import Protocol
@@ -31,8 +32,10 @@ from appliance.delivery.encoding import EncodedOnce
 from appliance.delivery.eventlog import ResumeError
 from appliance.delivery.export import MEDIA_TYPES, NoSpeakerLabels, export
 from appliance.delivery.fanout import Backlog, SlowSubscriber, SlowWriteGuard, Subscriber, SubscriptionEnded, subscribe
-from appliance.delivery.tokens import read_tokens, token_matches
+from appliance.delivery.lockout import Lockout
+from appliance.delivery.tokens import read_tokens
 from appliance.http import kyutai, openai, sse
+from appliance.http.auth import TokenGate
 from appliance.session import Session
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ class Rooms(Protocol):
 class HttpHooks(Protocol):
     """What the HTTP face reports (metrics.Metrics implements it)."""
 
-    def event_sent(self, event_kind: str) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
 
     def subscriber_ended_slow(self, session_id: str) -> None: ...
 
@@ -88,7 +91,7 @@ class HttpHooks(Protocol):
 
 
 class NoHooks:
-    def event_sent(self, event_kind: str) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
     def subscriber_ended_slow(self, session_id: str) -> None: ...
     def http_request(self, route: str, method: str, status: int) -> None: ...
     def auth_failed(self, method: str) -> None: ...
@@ -123,20 +126,26 @@ def _static(name: str) -> bytes:
 
 
 class HttpFace:
-    """The HTTP application over `rooms`, and its listener once started."""
+    """The HTTP application over `rooms`, and its listener once started.
+
+    `lockout`: the failed-authentication record shared with the gRPC face (default: one of its
+    own, from the server config)."""
 
     def __init__(self, config: HttpConfig, server: ServerConfig, rooms: Rooms, hooks: HttpHooks | None = None,
-                 transcriber: openai.FileTranscriber | None = None):
+                 transcriber: openai.FileTranscriber | None = None, lockout: Lockout | None = None):
         self.config = config
-        self.server = server  # TLS, tokens and subscriber limits are the gRPC server's
+        self.server = server  # TLS, tokens, lockout and subscriber limits are the gRPC server's
         self.rooms = rooms
         self.hooks = hooks or NoHooks()
         self.tokens = read_tokens(server.token_file) if server.token_file is not None else None
+        self.gate = None if self.tokens is None else TokenGate(
+            self.tokens, lockout or Lockout(server.auth_max_failures, server.auth_lockout_seconds),
+            self.hooks.auth_failed)
         self.encoded = EncodedOnce(sse.subtitle_message)
         self.page = _static("captions.html").decode()
         self.assets = {name: _static(name) for name in STATIC}
         self.stopping = False
-        self.kyutai = kyutai.KyutaiEndpoint(rooms, self.tokens, self.hooks, config.asr_max_message_bytes,
+        self.kyutai = kyutai.KyutaiEndpoint(rooms, self.gate, self.hooks, config.asr_max_message_bytes,
                                             Backlog(server.subscriber_backlog, server.subscriber_backlog_seconds,
                                                     server.subscriber_backlog_bytes))
         self.openai = openai.TranscriptionEndpoint(transcriber, config, self.hooks) if transcriber else None
@@ -223,17 +232,22 @@ class HttpFace:
 
     @web.middleware
     async def _authorise(self, request: web.Request, handler) -> web.StreamResponse:
-        if (self.tokens is None or _route(request) in OPEN_ROUTES | SELF_AUTHORISED
+        route = _route(request)
+        if (self.gate is None or route in OPEN_ROUTES | SELF_AUTHORISED
                 or request.match_info.route.resource is None):
             return await handler(request)
+        address = request.remote or ""
+        refusal = self.gate.locked(address, route)
+        if refusal is not None:
+            raise refusal
         presented = self._presented(request)
         if not presented:
             reason = "missing token: send 'Authorization: Bearer <token>' (or ?token= for a browser)"
-        elif not token_matches(presented, self.tokens):
+        elif not self.gate.matches(presented):
             reason = "invalid token"
         else:
             return await handler(request)
-        log.warning("rejected %s %s: %s", request.method, _route(request), reason)
+        self.gate.failed(address, route, reason)
         raise _error(web.HTTPUnauthorized, reason, **{"WWW-Authenticate": "Bearer"})
 
     # --- helpers ---
@@ -364,7 +378,7 @@ class HttpFace:
             for event in backlog:
                 subscriber.last_seq = event.seq
                 await write(self.encoded(event))
-                self.hooks.event_sent(event.kind)
+                self.hooks.event_sent(event.kind, None)  # replayed, not live
             while True:
                 try:
                     async with asyncio.timeout(self.config.heartbeat_seconds):
@@ -375,8 +389,9 @@ class HttpFace:
                     continue
                 if event is None:
                     return  # the session ended and everything was sent
+                started = time.time()  # as the write starts (see the gRPC servicer's _write)
                 await write(self.encoded(event))
-                self.hooks.event_sent(event.kind)
+                self.hooks.event_sent(event.kind, started - event.created)
         except SlowSubscriber:
             self._too_slow(request, session, subscriber)
         except asyncio.CancelledError:

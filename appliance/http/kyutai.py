@@ -14,7 +14,8 @@ Each connection is a pushed session like a gRPC Transcribe: others follow it (Su
 the room screen) with speaker labels; Kyutai's protocol itself carries none. Bad input closes
 that connection only, with a WebSocket code: 1008 a wrong or missing key, 1003 a message that
 is not Audio or Marker, 1007 malformed msgpack or samples (NaN, not numbers), 1009 an oversized
-message.
+message. Wrong keys count on the daemon's per-address lockout (http/auth.py): a locked-out
+address is refused before the upgrade, 429 with Retry-After.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from appliance.audio.pcm import PcmError, PcmFormat
 from appliance.delivery.fanout import Backlog, SlowSubscriber, SlowWriteGuard, Subscriber, subscribe
-from appliance.delivery.tokens import token_matches
+from appliance.http.auth import TokenGate
 from appliance.session import Session
 from appliance.subtitles.events import EventKind, SubtitleEvent
 from appliance.subtitles.types import Word
@@ -122,8 +123,6 @@ class PushRooms(Protocol):
 
 
 class StreamingHooks(Protocol):
-    def auth_failed(self, method: str) -> None: ...
-
     def bad_input_seen(self, method: str, reason: str) -> None: ...
 
 
@@ -139,10 +138,10 @@ def _processed(session: Session, seconds: float) -> bool:
 class KyutaiEndpoint:
     """The `/api/asr-streaming` handler over the daemon's push sessions."""
 
-    def __init__(self, rooms: PushRooms, tokens: list[bytes] | None, hooks: StreamingHooks,
+    def __init__(self, rooms: PushRooms, gate: TokenGate | None, hooks: StreamingHooks,
                  max_message_bytes: int, backlog: Backlog):
         self.rooms = rooms
-        self.tokens = tokens
+        self.gate = gate  # None: no tokens configured
         self.hooks = hooks
         self.max_message_bytes = max_message_bytes
         self.backlog = backlog
@@ -156,14 +155,18 @@ class KyutaiEndpoint:
         return ws
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        address = request.remote or ""
+        if self.gate is not None and (refusal := self.gate.locked(address, METHOD)) is not None:
+            raise refusal  # before the upgrade: a plain 429 with Retry-After
         ws = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True)
         await ws.prepare(request)
-        if self.tokens is not None:
+        if self.gate is not None:
             key = request.headers.get("kyutai-api-key", "")
-            if not key or not token_matches(key, self.tokens):
-                self.hooks.auth_failed(METHOD)
-                return await self._refuse(ws, WSCloseCode.POLICY_VIOLATION,
-                                          "invalid kyutai-api-key" if key else "missing kyutai-api-key header")
+            if not key or not self.gate.matches(key):
+                reason = "invalid kyutai-api-key" if key else "missing kyutai-api-key header"
+                self.gate.failed(address, METHOD, reason)  # counted, logged rate-limited
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason.encode())
+                return ws
         rate = request.query.get("sample_rate", str(DEFAULT_RATE))
         try:
             audio_format = PcmFormat(int(rate) if rate.isdigit() else -1, "F32LE", 1)

@@ -4,21 +4,18 @@ Tokens come from a file (one per line), are compared in constant time, and are n
 logged. Health checks stay open so load balancers and systemd probes need no secret;
 health reveals nothing about what is said in a room.
 
-An address that fails `max_failures` times within the lockout period is refused every call
-(even with a valid token: its guesses are then worth nothing) for the lockout period, which
-doubles for each further lockout while it keeps failing. Refusals are counted; log lines are
-one per address per period (the first failure, and the lockout), not one per guess.
+The lockout (delivery/lockout.py) is shared with the HTTP face: an address that keeps failing
+is refused every call (even with a valid token) for the lockout period. Refusals are counted;
+log lines are one per address per period (the first failure, and the lockout), not one per guess.
 """
 from __future__ import annotations
 
 import logging
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import grpc
 
+from appliance.delivery.lockout import Lockout
 from appliance.delivery.tokens import read_tokens, token_matches
 from appliance.service.interceptors import around, behaviour_of, rebuild
 
@@ -27,7 +24,6 @@ __all__ = ["OPEN_METHODS", "Lockout", "TokenAuthInterceptor", "read_tokens"]
 log = logging.getLogger(__name__)
 
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
-MAX_LOCKOUT_SECONDS = 3600.0
 
 
 def peer_host(peer: str) -> str:
@@ -36,50 +32,6 @@ def peer_host(peer: str) -> str:
     if kind in ("ipv4", "ipv6"):
         return rest.rpartition(":")[0].strip("[]")
     return peer
-
-
-@dataclass
-class _Record:
-    failures: int = 0
-    since: float = 0.0  # first failure of the current count
-    locked_until: float = 0.0
-    strikes: int = 0  # lockouts so far, while the address keeps failing
-
-
-class Lockout:
-    """Failed authentications per address (pure: the clock is injected)."""
-
-    def __init__(self, max_failures: int, seconds: float, clock: Callable[[], float] = time.monotonic,
-                 max_addresses: int = 10_000):
-        self.max_failures = max_failures
-        self.seconds = seconds
-        self.clock = clock
-        self.max_addresses = max_addresses  # bounded memory whatever the number of addresses
-        self._records: OrderedDict[str, _Record] = OrderedDict()
-
-    def remaining(self, address: str) -> float:
-        """Seconds `address` stays locked out (0: not locked)."""
-        record = self._records.get(address)
-        return max(0.0, record.locked_until - self.clock()) if record else 0.0
-
-    def failed(self, address: str) -> str:
-        """Record a failure: 'first' (first of a period), 'locked' (it starts a lockout) or 'again'."""
-        now = self.clock()
-        record = self._records.pop(address, None) or _Record()
-        self._records[address] = record  # most recently failing last
-        while len(self._records) > self.max_addresses:
-            self._records.popitem(last=False)
-        if record.locked_until and now > record.locked_until + self.seconds * 2 ** record.strikes:
-            record.strikes = 0  # quiet for a whole period after its lockout: forgiven
-        if record.failures == 0 or now - record.since > self.seconds:
-            record.failures, record.since = 0, now
-        record.failures += 1
-        if record.failures >= self.max_failures:
-            record.locked_until = now + min(self.seconds * 2 ** record.strikes, MAX_LOCKOUT_SECONDS)
-            record.strikes += 1
-            record.failures = 0
-            return "locked"
-        return "first" if record.failures == 1 else "again"
 
 
 class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
@@ -135,4 +87,4 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
 
     def _count(self, method: str) -> None:
         if self._on_failure:
-            self._on_failure(method)
+            self._on_failure(method.rsplit("/", 1)[-1])  # '/appliance.v1.Sessions/List' -> 'List'

@@ -8,7 +8,8 @@ from grpc_reflection.v1alpha import reflection
 from appliance._generated.appliance.v1 import appliance_pb2 as pb
 from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.config import ServerConfig
-from appliance.service.auth import Lockout, TokenAuthInterceptor, read_tokens
+from appliance.delivery.lockout import Lockout
+from appliance.service.auth import TokenAuthInterceptor, read_tokens
 from appliance.service.interceptors import RequestGuardInterceptor
 from appliance.service.speakers import SpeakersServicer
 from appliance.service.servicers import (
@@ -62,16 +63,20 @@ def build_server(
     config: ServerConfig, rooms: Rooms, health_servicer: RoomHealth, hooks: ServiceHooks | None = None,
     on_auth_failure=None, interceptors: list[grpc.aio.ServerInterceptor] | None = None,
     speakers: SpeakersServicer | None = None,
+    lockout: Lockout | None = None,
 ) -> tuple[grpc.aio.Server, int]:
     """The server, bound but not started, serving `health_servicer` (which the daemon drives), and its port.
     `speakers` None: the Speakers service answers that enrolment is off.
+
+    `lockout`: the failed-authentication record it shares with the other faces (default: one of
+    its own, from config).
 
     Interceptors run in order, outermost first: the given ones (RPC counting), the token
     check (before any request is read), then the request guard."""
     chain = list(interceptors or [])
     if config.token_file is not None:
-        chain.append(TokenAuthInterceptor(read_tokens(config.token_file), on_auth_failure,
-                                          Lockout(config.auth_max_failures, config.auth_lockout_seconds)))
+        lockout = lockout or Lockout(config.auth_max_failures, config.auth_lockout_seconds)
+        chain.append(TokenAuthInterceptor(read_tokens(config.token_file), on_auth_failure, lockout))
     chain.append(RequestGuardInterceptor(config.request_seconds, config.push_idle_seconds,
                                          hooks.bad_input_seen if hooks is not None else None))
     server = grpc.aio.server(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -53,7 +54,7 @@ class Rooms(Protocol):
 class ServiceHooks(Protocol):
     """What the servicers report (metrics)."""
 
-    def event_sent(self, event_kind: str) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
 
     def subscriber_ended_slow(self, session_id: str) -> None: ...
 
@@ -61,7 +62,7 @@ class ServiceHooks(Protocol):
 
 
 class NoHooks:
-    def event_sent(self, event_kind: str) -> None: ...
+    def event_sent(self, event_kind: str, delay: float | None) -> None: ...
     def subscriber_ended_slow(self, session_id: str) -> None: ...
     def bad_input_seen(self, method: str, reason: str) -> None: ...
 
@@ -109,9 +110,9 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
         try:
             for event in backlog:
                 subscriber.last_seq = event.seq
-                await self._write(context, guard, event)
+                await self._write(context, guard, event, live=False)
             while (event := await subscriber.next()) is not None:
-                await self._write(context, guard, event)
+                await self._write(context, guard, event, live=True)
         except SlowSubscriber as exc:
             await self._too_slow(context, session, subscriber, exc, write_pending=False)
         except asyncio.CancelledError:
@@ -128,10 +129,13 @@ class SubtitlesServicer(pb_grpc.SubtitlesServicer):
                          self.config.subscriber_backlog_bytes)
         return Subscriber(include_partials, limits, size=lambda event: len(self.encoded(event)))
 
-    async def _write(self, context: grpc.aio.ServicerContext, guard: SlowWriteGuard, event) -> None:
+    async def _write(self, context: grpc.aio.ServicerContext, guard: SlowWriteGuard, event, live: bool) -> None:
+        # The delay is taken as the write starts: grpc hands the bytes to the socket within the
+        # call, while its completion waits its turn on the loop behind the other subscribers'.
+        started = time.time()
         with guard.writing():
             await context.write(self.encoded(event))
-        self.hooks.event_sent(event.kind)
+        self.hooks.event_sent(event.kind, started - event.created if live else None)
 
     async def _too_slow(self, context: grpc.aio.ServicerContext, session: Session, subscriber: Subscriber,
                         exc: Exception, write_pending: bool) -> None:

@@ -3,10 +3,12 @@ SSE resume with Last-Event-ID, exports equal to gRPC Export, tokens, a slow SSE 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from pathlib import Path
 
 import aiohttp
+import grpc
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -337,3 +339,86 @@ def test_plaintext_on_a_remote_address_is_refused_and_tls_serves(models, tmp_pat
 
     secure, plain = asyncio.run(scenario())
     assert secure == 200 and plain != 200
+
+
+def test_guessing_tokens_over_http_locks_that_address_out_of_both_faces(models, tmp_path, caplog):
+    """Wrong tokens from one address (127.0.0.1) on the room screen's routes: after
+    auth_max_failures it gets 429 with Retry-After everywhere (the room screen, the OpenAI
+    endpoint, the Kyutai WebSocket, and gRPC, which shares the record), a right token included,
+    every refusal counted, two log lines; another address (127.0.0.2) with the right token is
+    served meanwhile; after the lockout the first is served again."""
+    caplog.set_level(logging.INFO)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    wrong = {"Authorization": "Bearer a-guess"}
+
+    async def scenario():
+        async with serving(models, token_file=tokens, auth_max_failures=3, auth_lockout_seconds=1.5) as (d, address):
+            base = f"http://{d.http_address}"
+            other_peer = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+            async with aiohttp.ClientSession() as guesser, aiohttp.ClientSession(connector=other_peer) as other:
+                async def get(http, path: str, **kwargs) -> tuple[int, str | None, str]:
+                    async with http.get(f"{base}{path}", allow_redirects=False, **kwargs) as r:
+                        return r.status, r.headers.get("Retry-After"), await r.text()
+
+                async def upload(http, headers) -> tuple[int, str | None]:
+                    form = aiohttp.FormData()
+                    form.add_field("file", b"RIFF", filename="a.wav")
+                    async with http.post(f"{base}/v1/audio/transcriptions", data=form, headers=headers) as r:
+                        return r.status, r.headers.get("Retry-After")
+
+                async def kyutai(http, key: str) -> int | str:
+                    try:
+                        async with http.ws_connect(f"{base}/api/asr-streaming", headers={"kyutai-api-key": key}) as ws:
+                            message = await ws.receive()
+                            return f"closed {ws.close_code}" if message.type == aiohttp.WSMsgType.CLOSE else "open"
+                    except aiohttp.WSServerHandshakeError as exc:
+                        return exc.status
+
+                out = {
+                    "guesses": [await get(guesser, "/sessions", headers=wrong),
+                                await get(guesser, "/captions/room", params={"token": "a-guess"})],
+                    "wrong kyutai key": await kyutai(guesser, "a-guess"),  # the third failure: locked out now
+                    "right token, locked": await get(guesser, "/sessions", headers=AUTH),
+                    "page, locked": await get(guesser, "/captions/room", params={"token": TOKEN}),
+                    "upload, locked": await upload(guesser, AUTH),
+                    "kyutai, locked": await kyutai(guesser, TOKEN),
+                    "flood": await asyncio.gather(*(get(guesser, "/sessions", headers=wrong) for _ in range(20))),
+                    "healthz, locked": await get(guesser, "/healthz"),
+                    "other address": await get(other, "/sessions", headers=AUTH),
+                    "other address, wrong": await get(other, "/sessions", headers=wrong),
+                }
+                async with grpc.aio.insecure_channel(address) as channel:
+                    try:
+                        await pb_grpc.SessionsStub(channel).List(
+                            pb.ListSessionsRequest(), metadata=(("authorization", f"Bearer {TOKEN}"),), timeout=5)
+                        out["grpc, locked"] = "OK"
+                    except grpc.aio.AioRpcError as exc:
+                        out["grpc, locked"] = (exc.code(), exc.details())
+                await asyncio.sleep(1.6)
+                out["right token, after"] = await get(guesser, "/sessions", headers=AUTH)
+            registry = d.metrics.registry
+            out["counted"] = {route: registry.get_sample_value("appliance_auth_failures_total", {"grpc_method": route})
+                              for route in ("/sessions", "/captions/{session}", "/v1/audio/transcriptions",
+                                            "asr-streaming", "List")}
+            return out
+
+    out = asyncio.run(scenario())
+    assert [status for status, *_ in out["guesses"]] == [401, 401] and out["wrong kyutai key"] == "closed 1008"
+    for case in ("right token, locked", "page, locked"):
+        status, retry_after, body = out[case]
+        assert status == 429 and 1 <= int(retry_after) <= 2 and "too many failed" in body, (case, out[case])
+    assert out["upload, locked"][0] == 429 and out["upload, locked"][1] is not None
+    assert out["kyutai, locked"] == 429  # refused before the upgrade
+    assert all(status == 429 for status, *_ in out["flood"])
+    assert out["healthz, locked"][0] == 200  # open routes stay open
+    assert out["other address"][0] == 200 and out["other address, wrong"][0] == 401
+    assert out["grpc, locked"][0] == grpc.StatusCode.UNAUTHENTICATED and "too many failed" in out["grpc, locked"][1]
+    assert out["right token, after"][0] == 200
+    # Every refusal counted, by route: 2 guesses + the right token + 20 flood + the other address's guess.
+    assert out["counted"] == {"/sessions": 1 + 1 + 20 + 1, "/captions/{session}": 2,
+                              "/v1/audio/transcriptions": 1, "asr-streaming": 2, "List": 1}
+    rejected = [r.getMessage() for r in caplog.records if r.name == "appliance.http.auth"]
+    # 127.0.0.1: its first failure and its lockout; 127.0.0.2: its first failure.
+    assert len(rejected) == 3 and sum("127.0.0.1" in m for m in rejected) == 2, rejected
+    assert not any("a-guess" in r.getMessage() or TOKEN in r.getMessage() for r in caplog.records)

@@ -90,6 +90,13 @@ def test_lockout_after_max_failures_then_forgiven_and_doubling_while_it_persists
     assert lockout.remaining("1.2.3.4") == 20.0  # the second lockout doubles
 
 
+def test_lockout_is_per_client_whichever_face_saw_it():
+    lockout = Lockout(max_failures=2, seconds=10.0)
+    lockout.failed("::ffff:10.0.0.5")  # an IPv4 client of a dual-stack listener (one face)
+    assert lockout.failed("10.0.0.5") == "locked"  # the same client seen by another
+    assert lockout.remaining("::ffff:10.0.0.5") > 0 and lockout.remaining("10.0.0.6") == 0
+
+
 def test_lockout_memory_is_bounded():
     lockout = Lockout(max_failures=3, seconds=10.0, max_addresses=100)
     for i in range(1000):

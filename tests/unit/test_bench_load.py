@@ -7,6 +7,8 @@ from bench.load import (
     PushLog,
     WordTimes,
     backlog_bounded,
+    bucket_quantile,
+    histogram_buckets,
     latencies,
     looped,
     pct,
@@ -119,3 +121,19 @@ appliance_merged_updates_total{session="a"} 3.0
     assert per_session(exposition, "appliance_backlog_seconds", stage="buffer") == {"a": 0.5, "b": 1.25}
     assert per_session(exposition, "appliance_backlog_seconds", stage="source") == {"a": 2.0}
     assert per_session(exposition, "appliance_merged_updates_total") == {"a": 3.0}
+
+
+def test_histogram_quantiles_from_a_real_prometheus_exposition():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    histogram = Histogram("delay_seconds", "d", buckets=(0.01, 0.02, 0.05), registry=registry)
+    for value in [0.005] * 50 + [0.015] * 40 + [0.04] * 9 + [3.0]:  # 100 observations
+        histogram.observe(value)
+    cumulative = histogram_buckets(generate_latest(registry).decode(), "delay_seconds")
+    assert cumulative == {0.01: 50, 0.02: 90, 0.05: 99, float("inf"): 100}
+    assert bucket_quantile(cumulative, 0.5) == pytest.approx(0.01)  # the 50th of 100 closes the first bucket
+    assert bucket_quantile(cumulative, 0.7) == pytest.approx(0.015)  # halfway through the second
+    assert bucket_quantile(cumulative, 0.99) == pytest.approx(0.05)
+    assert bucket_quantile(cumulative, 1.0) == pytest.approx(0.05)  # in +Inf: the last finite bound
+    assert bucket_quantile({}, 0.5) is None and bucket_quantile({0.01: 0, float("inf"): 0}, 0.5) is None

@@ -56,7 +56,7 @@ def test_each_section_from_the_newest_run_that_measured_it(tmp_path):
     assert "Offline anchor (whole file at once): WER 0.123, 0.033 CPU s per audio s." in text
     assert "| 4 | 3.60 | 2.80 | 2.00 | **no** | 2.40 | 4 |" in text
     assert "Capacity: **3** sessions, target 4 (**missed**). Criterion: p95 <= 2 s." in text
-    assert "| 100 | 100 | 10000 | 0 | 20.0 | 61.5 | 80.0 | **no** |" in text
+    assert "| this | 100 | 100 | 10000 | 0 | 20.0 | 61.5 | 80.0 | **no** | – | – | – | – | – | – |" in text
     assert "measured 2026-11-27 on Test CPU 9000, 2 cores" in text
     assert text.count(NOT_MEASURED) == 5  # realtime_replay, recognizer_calls, overload, french, diarization
     assert "](bench/results/latency_cdf.png)" in text and "](bench/results/capacity.png)" in text

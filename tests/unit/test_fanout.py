@@ -80,3 +80,35 @@ def test_an_event_is_encoded_once_for_all_its_subscribers():
     assert pb.SubtitleEvent.FromString(data) == event_to_pb(first)
     encoded(second), encoded(third)  # `first` falls out of the cache: encoded anew, equal
     assert encoded(first) is not data and encoded(first) == data
+
+
+def test_a_waiting_subscriber_is_woken_by_an_event_by_close_and_by_failure():
+    async def scenario():
+        log = EventLog("room")
+        subscriber = Subscriber(include_partials=True, max_backlog=8)
+        waiting = asyncio.create_task(subscriber.next())
+        await asyncio.sleep(0)  # it waits: nothing is queued
+        subscriber.offer(log.publish(SubtitleEvent(EventKind.FINAL)))
+        woken_by_event = (await asyncio.wait_for(waiting, 1)).seq
+        cancelled = asyncio.create_task(subscriber.next())  # a call cancelled while it waits
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        subscriber.offer(log.publish(SubtitleEvent(EventKind.FINAL)))  # wakes no one, stays queued
+        queued = (await asyncio.wait_for(subscriber.next(), 1)).seq
+        closing = asyncio.create_task(subscriber.next())
+        await asyncio.sleep(0)
+        subscriber.close()
+        woken_by_close = await asyncio.wait_for(closing, 1)
+        failing = Subscriber(include_partials=True, max_backlog=8)
+        waiting = asyncio.create_task(failing.next())
+        await asyncio.sleep(0)
+        failing.fail(RuntimeError("its push failed"))
+        try:
+            await asyncio.wait_for(waiting, 1)
+            woken_by_failure = None
+        except RuntimeError as exc:
+            woken_by_failure = str(exc)
+        return woken_by_event, queued, woken_by_close, woken_by_failure
+
+    assert asyncio.run(scenario()) == (1, 2, None, "its push failed")
