@@ -72,16 +72,22 @@ class Pipeline:
                     self.diarizer.push(frame.samples)
                 self.audio_seconds = frame.end / SAMPLE_RATE
                 if i + 1 < len(frames) and (self.asr.region_ended or (_ahead(frames, i) and self.asr.due())):
-                    yield await self._decode()
+                    async for update in self._advance():
+                        yield update
             self.level_dbfs = level_dbfs(frames[-1].samples)
-            if self.diarizer is not None and self.diarizer.due():
-                speakers = await self._run(self.diarizer.update)
-                yield Update(None, self.clock(), self.audio_seconds, speakers)
-            if self.asr.due():
-                yield await self._decode()
+            async for update in self._advance():
+                yield update
         yield Update(await self._run(self.asr.finish), self.clock(), self.audio_seconds)
         if self.diarizer is not None:
             yield Update(None, self.clock(), self.audio_seconds, await self._run(self.diarizer.finish))
+
+    async def _advance(self) -> AsyncIterator[Update]:
+        """The diarizer's due window first (so words that become final find their speakers), then a decode."""
+        if self.diarizer is not None and self.diarizer.due():
+            speakers = await self._run(self.diarizer.update)
+            yield Update(None, self.clock(), self.audio_seconds, speakers)
+        if self.asr.due():
+            yield await self._decode()
 
     async def _decode(self) -> Update:
         started = self.clock()

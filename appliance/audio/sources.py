@@ -83,11 +83,12 @@ class PushSource:
     not 16 kHz are heard too. `push_pcm` waits while `max_queued` seconds wait for the pipeline,
     which holds back the client's stream through gRPC flow control instead of buffering without
     bound: a client pushing a file as fast as it can goes at the pace of the decodes, and the
-    pipeline never takes in more at once than its buffers hold. Long chunks are queued as frames
-    of at most `frame_seconds`, so a batch can be finalised region by region.
+    pipeline never takes in more at once than its buffers hold. Chunks are queued as frames of
+    at most `frame_seconds` (a fast replay's 20 ms), so a batch can be finalised region by region
+    and decoded at the same audio positions whatever size of chunk the client sends.
     """
 
-    def __init__(self, audio_format: PcmFormat, max_queued: float = 2.0, frame_seconds: float = 0.1,
+    def __init__(self, audio_format: PcmFormat, max_queued: float = 2.0, frame_seconds: float = 0.02,
                  clock: Callable[[], float] = time.monotonic):
         self.format = audio_format
         self.clock = clock

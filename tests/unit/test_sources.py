@@ -29,8 +29,8 @@ def test_push_source_counts_pushed_audio_until_the_pipeline_takes_it():
         return queued, [len(frame.samples) for frame in batch], source.queued_seconds
 
     queued, taken, after = asyncio.run(scenario())
-    # A chunk longer than a frame (0.1 s) is queued as frames, so a batch can be decoded step by step.
-    assert queued == 0.35 and taken == [1600, 1600, 1600, 800] and after == 0.0
+    # A chunk longer than a frame (20 ms) is queued as frames, so a batch can be decoded step by step.
+    assert queued == 0.35 and taken == [320] * 17 + [160] and after == 0.0
 
 
 def test_push_source_holds_the_client_back_once_two_seconds_wait():
