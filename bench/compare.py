@@ -88,6 +88,11 @@ class Limits:
     """The baseline comparison's limits (applied when the fingerprints match)."""
 
     timing: float = 0.25  # relative: 0.25 fails a figure 25 % slower than the baseline
+    # Real-time rows (latency percentiles, real-time CPU per audio second) on the same quiet machine
+    # an hour apart: CPU per audio second 0.341 then 0.428 (+25 %), partial p50 +22 %, while the
+    # ideal replay's CPU per audio second (the same work, no clock) moved 1.3 %: that one guards
+    # the work at 25 %; a real-time figure fails past 50 %.
+    realtime_timing: float = 0.5
     accuracy: float = 0.01  # absolute WER / DER
     contention: float = 1.5  # real-time figures gate while (k_wall / k_cpu) is within this factor of 1
 
@@ -212,8 +217,8 @@ def _new(measure: str, now: float) -> Row:
 def _relative(measure: str, baseline: float, now: float, adjusted: float, limits: Limits,
               realtime: bool = False) -> Row:
     change = adjusted / baseline - 1 if baseline > 0 else 0.0
-    return Row(measure, baseline, now, adjusted, f"{change:+.1%}", f"<= +{limits.timing:.0%}",
-               change <= limits.timing, realtime)
+    limit = limits.realtime_timing if realtime else limits.timing
+    return Row(measure, baseline, now, adjusted, f"{change:+.1%}", f"<= +{limit:.0%}", change <= limit, realtime)
 
 
 def _absolute(measure: str, baseline: float, now: float, limits: Limits) -> Row:
