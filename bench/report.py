@@ -178,10 +178,50 @@ def french_beside_english(run: dict, s: dict) -> list[str]:
     rows = [(name, fmt(r.get("model")), fmt(r.get("language")), fmt(r.get("final_latency_p50")),
              fmt(r.get("final_latency_p95")), fmt(r.get("partial_latency_p50")), fmt(r.get("wer"), ".3f"))
             for name, r in s.get("rooms", {}).items()]
-    return [(f"A French room (whisper-base, espeak-ng speech) beside an English room (tiny.en), pushed in real time "
+    return [(f"A French room (whisper-base, {s.get('speech', 'espeak-ng speech')}) beside an English room "
+             f"(tiny.en), pushed in real time "
              f"through one daemon for {fmt(s.get('audio_seconds'), '.0f')} s, {measured_on(run)}; daemon CPU "
              f"{fmt(s.get('cpu_per_audio_second'), '.3f')} s per audio s per room:"), "",
             *table(("room", "model", "language", "final p50 (s)", "final p95 (s)", "partial p50 (s)", "WER"), rows)]
+
+
+def french_rooms(run: dict, s: dict) -> list[str]:
+    rows = [(name, fmt(r.get("final_latency_p50")), fmt(r.get("final_latency_p95")), fmt(r.get("partial_latency_p50")),
+             fmt(r.get("wer"), ".3f")) for name, r in s.get("rooms", {}).items()]
+    return [(f"Two French rooms (whisper-base, real speech: {fmt(s.get('speech'))}) pushed at once in real time "
+             f"through one daemon, diarization on, {measured_on(run)}: final p50 / p95 over both rooms' words "
+             f"{fmt(s.get('final_latency_p50'))} / {fmt(s.get('final_latency_p95'))} s (bound "
+             f"{fmt(s.get('target_final_p95'), 'g')} s), backlog bounded {fmt(s.get('backlog_bounded'))}, daemon CPU "
+             f"{fmt(s.get('cpu_per_audio_second'), '.3f')} s per audio s per room:"), "",
+            *table(("room", "final p50 (s)", "final p95 (s)", "partial p50 (s)", "WER"), rows)]
+
+
+def french_streaming(run: dict, s: dict) -> list[str]:
+    """Real French on whisper-base: offline against the stream (ideal machine, --fast, --realtime)."""
+    study, ideal = s["study"], s["study"]["variants"]["defaults"]["recordings"]
+    rows = []
+    for name, r in s["recordings"].items():
+        fast, rt = r.get("fast", {}), r.get("realtime", {})
+        rows.append((name, fmt(s["splits"].get(name)), fmt(r.get("offline_wer"), ".3f"),
+                     fmt(ideal.get(name, {}).get("wer"), ".3f"), fmt(fast.get("wer"), ".3f"), fmt(rt.get("wer"), ".3f"),
+                     f"{fmt(rt.get('final_latency_p50'))} / {fmt(rt.get('final_latency_p95'))}",
+                     fmt(rt.get("cpu_per_audio_second"), ".3f")))
+    means = []
+    for split in sorted(set(s["splits"].values())):
+        names = [n for n, sp in s["splits"].items() if sp == split]
+
+        def mean(get, names=names) -> float:
+            return sum(get(s["recordings"][n]) for n in names) / len(names)
+
+        means.append(f"{split}: offline {mean(lambda r: r['offline_wer']):.3f}, fast {mean(lambda r: r['fast']['wer']):.3f}, "
+                     f"real time {mean(lambda r: r['realtime']['wer']):.3f}")
+    offline_cpu = sum(v["cpu_per_audio_second"] for v in study["offline"].values()) / len(study["offline"])
+    return [(f"Real French speech (Asterisk's prompts read by one speaker, 8 kHz telephone audio; tests/data/corpus.py) "
+             f"on whisper-base, language fr, offline against the shipped streaming defaults in one run, "
+             f"{measured_on(run)} (bench/test_streaming_study.py); offline CPU {offline_cpu:.3f} s per audio s. "
+             f"Mean WER by split: {'; '.join(means)}:"), "",
+            *table(("recording", "split", "offline WER", "ideal-machine WER", "fast WER", "real-time WER",
+                    "real-time final p50 / p95 (s)", "real-time CPU s / audio s"), rows)]
 
 
 def diarization_heldout(run: dict, s: dict) -> list[str]:
@@ -211,6 +251,8 @@ SECTIONS: tuple[tuple[str, str, Callable[[dict, dict], list[str]]], ...] = (
     ("Overload", "overload", overload),
     ("Fan-out", "fanout", fanout),
     ("French beside English", "french_beside_english", french_beside_english),
+    ("Two French rooms", "french_rooms", french_rooms),
+    ("French streaming against offline", "french_streaming", french_streaming),
     ("Diarization, held-out", "diarization_eval_heldout", diarization_heldout),
 )
 

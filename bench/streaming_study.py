@@ -93,6 +93,7 @@ class Recording:
     audio: np.ndarray
     reference: str
     split: str = "tune"
+    language: str = "en"  # of the reference: how the WER normalises it
 
     @property
     def duration(self) -> float:
@@ -131,7 +132,7 @@ def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> tu
     result = ideal_replay(recording.audio, recognizer, vad, variant.streaming)
     cpu = time.process_time() - cpu
     return {
-        "wer": round(word_error_rate(recording.reference, result.text), 4),
+        "wer": round(word_error_rate(recording.reference, result.text, recording.language), 4),
         "words": len(result.final_words),
         "cpu_per_audio_second": round(cpu / recording.duration, 3),
         "final_latency_p50": _pct(result.final_latency, 50),
@@ -143,12 +144,13 @@ def measure(variant: Variant, recording: Recording, model, vad: SileroVad) -> tu
     }, result.final_latency, result.partial_latency
 
 
-def offline(recording: Recording, model) -> dict[str, float]:
-    recognizer = WhisperRecognizer(model, AsrConfig())
+def offline(recording: Recording, model, asr: AsrConfig | None = None) -> dict[str, float]:
+    recognizer = WhisperRecognizer(model, asr or AsrConfig())
     cpu = time.process_time()
     words, _ = recognizer.transcribe_file(recording.audio)
     cpu = time.process_time() - cpu
-    return {"wer": round(word_error_rate(recording.reference, " ".join(w.text for w in words)), 4),
+    text = " ".join(w.text for w in words)
+    return {"wer": round(word_error_rate(recording.reference, text, recording.language), 4),
             "cpu_per_audio_second": round(cpu / recording.duration, 3)}
 
 
@@ -157,10 +159,12 @@ def _mean_wer(rows: dict[str, dict], names: list[str]) -> float:
 
 
 def study(recordings: list[Recording], model, vad: SileroVad, chosen: list[Variant],
-          say: Callable[[str], None] = print) -> dict:
+          say: Callable[[str], None] = print, asr: AsrConfig | None = None) -> dict:
+    """`model` loaded with `asr` (the offline anchor's config); each variant's own `asr` decodes the stream."""
+    asr = asr or AsrConfig()
     rows: dict[str, dict] = {}
-    anchors = {r.name: offline(r, model) for r in recordings}
-    models = {AsrConfig().cpu_threads: model}  # a variant with other thread counts gets its own load
+    anchors = {r.name: offline(r, model, asr) for r in recordings}
+    models = {asr.cpu_threads: model}  # a variant with other thread counts gets its own load
     for variant in chosen:
         threads = variant.asr.cpu_threads
         if threads not in models:

@@ -230,15 +230,32 @@ async def _serving(probe: DaemonProbe) -> bool:
         return await health_status(channel, timeout=5) == "SERVING"
 
 
+def _room_rows(rooms: list[Room], references: list[tuple[str | None, str]]) -> dict[str, dict]:
+    """Per room: its model, language, latencies, words and (with a reference) WER."""
+    rows = {}
+    for room, (ref, language) in zip(rooms, references):
+        lat = room.latencies()
+        rows[room.session_id] = {
+            "model": room.model or AppConfig().asr.model, "language": language,
+            "final_latency_p50": pct(lat.final, 50), "final_latency_p95": pct(lat.final, 95),
+            "partial_latency_p50": pct(lat.partial, 50), "words": len(room.times.words),
+            "wer": round(word_error_rate(ref, room.times.text, language), 4) if ref else None,
+        }
+    return rows
+
+
+def _french_heldout() -> list:
+    """The held-out recordings of Asterisk's French prompts read by one speaker (tests/data/corpus.py)."""
+    from tests.data.corpus import asr_set
+
+    return [r for r in asr_set("heldout") if r.language == "fr"]
+
+
 def test_french_beside_english(benchmark, results, ours, audio, reference):
     """A French room on whisper-base and an English room on tiny.en pushed side by side in real time
-    (issue 15: the French room's final p95 <= 2 s on 2 cores). The French speech is espeak-ng's
-    (tests/data/french.py): synthetic, so its WER says little of real French speech."""
-    from appliance.audio.decode import load_audio
-    from tests.data.french import french_clip
-
-    path, french_reference = french_clip()
-    french = load_audio(path)
+    (issue 15: the French room's final p95 <= 2 s on 2 cores), on real French speech."""
+    recording = _french_heldout()[0]
+    french = recording.audio()
     seconds = len(french) / 16_000
     out: dict = {}
 
@@ -249,16 +266,33 @@ def test_french_beside_english(benchmark, results, ours, audio, reference):
 
     benchmark.pedantic(scenario, rounds=1, iterations=1)
     fr, en = out["run"].rooms
-    rows = {}
-    for room, ref, language in ((fr, french_reference, "fr"), (en, None, "en")):
-        lat = room.latencies()
-        rows[room.session_id] = {
-            "model": room.model or AppConfig().asr.model, "language": language,
-            "final_latency_p50": pct(lat.final, 50), "final_latency_p95": pct(lat.final, 95),
-            "partial_latency_p50": pct(lat.partial, 50), "words": len(room.times.words),
-            "wer": round(word_error_rate(ref, room.times.text, language), 4) if ref else None,
-        }
+    rows = _room_rows([fr, en], [(recording.reference, "fr"), (None, "en")])
     results.record("french_beside_english", {"audio_seconds": round(seconds, 1), "rooms": rows,
+                                             "speech": f"{recording.name}, real speech",
                                              "target_final_p95": TARGET_P95,
                                              "cpu_per_audio_second": round(out["run"].cpu_seconds / (2 * seconds), 3)})
     assert fr.ended and en.ended and fr.times.words and en.times.words
+
+
+def test_two_french_rooms(benchmark, results, ours):
+    """Two French rooms on whisper-base pushed at once in real time, diarization on (issue 14: at least
+    2 French rooms on 2 cores, final p95 <= 2 s over both rooms' words, backlog bounded)."""
+    recordings = _french_heldout()
+    out: dict = {}
+
+    def scenario():
+        rooms = [Room(f"fr-{i}", r.audio(), model="whisper-base", language="fr") for i, r in enumerate(recordings)]
+        out["run"] = asyncio.run(run_rooms(ours, rooms))
+
+    benchmark.pedantic(scenario, rounds=1, iterations=1)
+    run = out["run"]
+    lat, series = run.latencies(), run.backlog_series()
+    seconds = sum(len(r.audio()) for r in recordings) / 16_000
+    results.record("french_rooms", {
+        "rooms": _room_rows(run.rooms, [(r.reference, "fr") for r in recordings]),
+        "speech": ", ".join(r.name for r in recordings), "audio_seconds": round(seconds, 1),
+        "final_latency_p50": pct(lat.final, 50), "final_latency_p95": pct(lat.final, 95),
+        "backlog_max_seconds": round(max(series), 3), "backlog_bounded": backlog_bounded(series),
+        "cpu_per_audio_second": round(run.cpu_seconds / seconds, 3), "target_final_p95": TARGET_P95,
+    })
+    assert all(room.ended and room.times.words for room in run.rooms)
