@@ -39,7 +39,7 @@ COMPONENTS = {"vad_frame": {"wall_median_ms": 0.1263, "cpu_ms": 0.1274, "unit": 
 
 def test_empty_results_say_not_measured_and_never_crash(tmp_path):
     text = render(tmp_path)
-    assert text.count(NOT_MEASURED) == 9
+    assert text.count(NOT_MEASURED) == 11
     assert write_plots(tmp_path) == []
 
 
@@ -58,8 +58,31 @@ def test_each_section_from_the_newest_run_that_measured_it(tmp_path):
     assert "Capacity: **3** sessions, target 4 (**missed**). Criterion: p95 <= 2 s." in text
     assert "| this | 100 | 100 | 10000 | 0 | 20.0 | 61.5 | 80.0 | **no** | – | – | – | – | – | – |" in text
     assert "measured 2026-11-27 on Test CPU 9000, 2 cores" in text
-    assert text.count(NOT_MEASURED) == 5  # realtime_replay, recognizer_calls, overload, french, diarization
+    # realtime_replay, recognizer_calls, overload, the three French sections, diarization
+    assert text.count(NOT_MEASURED) == 7
     assert "](bench/results/latency_cdf.png)" in text and "](bench/results/capacity.png)" in text
+
+
+def _french_row(offline: float, fast: float, p95: float) -> dict:
+    live = {"wer": fast, "final_latency_p50": 1.1, "final_latency_p95": p95, "cpu_per_audio_second": 0.5}
+    return {"offline_wer": offline, "fast": live, "realtime": live}
+
+
+def test_french_sections_render_offline_against_the_stream_and_the_rooms(tmp_path):
+    study = {"offline": {"fr-a": {"wer": 0.1, "cpu_per_audio_second": 0.09}, "fr-b": {"wer": 0.2, "cpu_per_audio_second": 0.07}},
+             "variants": {"defaults": {"recordings": {"fr-a": {"wer": 0.11}, "fr-b": {"wer": 0.25}}}}}
+    write_run(tmp_path, "20261127T100000Z", {
+        "french_streaming": {"study": study, "splits": {"fr-a": "tune", "fr-b": "heldout"},
+                             "recordings": {"fr-a": _french_row(0.1, 0.12, 1.9), "fr-b": _french_row(0.2, 0.26, 2.4)}},
+        "french_rooms": {"rooms": {"fr-0": {"final_latency_p50": 1.4, "final_latency_p95": 2.3, "wer": 0.21}},
+                         "speech": "fr-b", "final_latency_p50": 1.46, "final_latency_p95": 2.41,
+                         "backlog_bounded": True, "cpu_per_audio_second": 0.473, "target_final_p95": 2.0}})
+    text = render(tmp_path)
+    assert "heldout: offline 0.200, fast 0.260, real time 0.260; tune: offline 0.100, fast 0.120, real time 0.120" in text
+    assert "| fr-b | heldout | 0.200 | 0.250 | 0.260 | 0.260 | 1.10 / 2.40 | 0.500 |" in text
+    assert "offline CPU 0.080 s per audio s" in text
+    assert "over both rooms' words 1.46 / 2.41 s (bound 2 s), backlog bounded yes" in text
+    assert "| fr-0 | 1.40 | 2.30 | – | 0.210 |" in text
 
 
 def _diarization_means(der: float, exact: float) -> dict:
