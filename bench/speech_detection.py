@@ -33,7 +33,7 @@ def speech_mask(turns: Iterable[SpeakerTurn], duration: float) -> np.ndarray:
     """(frames,) bool: some turn covers the frame."""
     mask = np.zeros(_frames(duration), dtype=bool)
     for t in turns:
-        mask[int(round(t.start / RESOLUTION)):int(round(t.end / RESOLUTION))] = True
+        mask[round(t.start / RESOLUTION):round(t.end / RESOLUTION)] = True
     return mask
 
 
@@ -51,8 +51,8 @@ def speaker_time(turns: Iterable[SpeakerTurn], duration: float) -> np.ndarray:
 def vad_mask(probabilities: np.ndarray, duration: float, threshold: float) -> np.ndarray:
     """(frames,) bool: Silero frame i (samples [512 i, 512 (i + 1))) has probability >= threshold."""
     mask = np.zeros(_frames(duration), dtype=bool)
-    for i in np.flatnonzero(np.asarray(probabilities) >= threshold):
-        mask[int(round(i * VAD_FRAME / RESOLUTION)):int(round((i + 1) * VAD_FRAME / RESOLUTION))] = True
+    for i in np.flatnonzero(np.asarray(probabilities) >= threshold).tolist():
+        mask[round(i * VAD_FRAME / RESOLUTION):round((i + 1) * VAD_FRAME / RESOLUTION)] = True
     return mask
 
 

@@ -13,7 +13,13 @@ from appliance.config import SAMPLE_RATE, DiarizationConfig, InferenceConfig
 from appliance.diarization.models import load_models
 from appliance.diarization.offline import OfflineDiarizer
 from appliance.vad.silero import SileroVad
-from bench.speech_detection import RecordingFrames, compare, speaker_time, speech_mask, table
+from bench.speech_detection import (
+    RecordingFrames,
+    compare,
+    speaker_time,
+    speech_mask,
+    table,
+)
 from tests.data.corpus import diarization_set
 
 THRESHOLDS = (0.5, 0.35, 0.2, 0.1)
