@@ -54,6 +54,10 @@ class Score:
     jer: float
     speakers: int       # reference
     found: int          # hypothesis
+    # DER's parts at collar 0, each a share of the reference speaker time: where the error is.
+    missed: float = 0.0
+    false_alarm: float = 0.0
+    confusion: float = 0.0
 
     @property
     def count_exact(self) -> bool:
@@ -64,13 +68,18 @@ def score(name: str, kind: str, reference: Sequence[SpeakerTurn], hypothesis: Se
           duration: float) -> Score:
     ref, hyp = annotation(reference), annotation(hypothesis)
     uem = Segment(0.0, duration)
+    parts = DiarizationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=uem, detailed=True)
+    total = max(parts["total"], 1e-9)
     return Score(
         name=name, kind=kind, overlap=has_overlap(reference),
-        der=float(DiarizationErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=uem)),
+        der=float(parts["diarization error rate"]),
         der_collar=float(DiarizationErrorRate(collar=0.25, skip_overlap=False)(ref, hyp, uem=uem)),
         jer=float(JaccardErrorRate(collar=0.0, skip_overlap=False)(ref, hyp, uem=uem)),
         speakers=len({t.speaker for t in reference}),
         found=len({t.speaker for t in hypothesis}),
+        missed=float(parts["missed detection"] / total),
+        false_alarm=float(parts["false alarm"] / total),
+        confusion=float(parts["confusion"] / total),
     )
 
 
@@ -101,6 +110,9 @@ def summary(scores: Sequence[Score]) -> dict[str, dict[str, float]]:
             "jer": float(np.mean([r.jer for r in rows])),
             "count_exact": float(np.mean([r.count_exact for r in rows])),
             "count_abs_error": float(np.mean([abs(r.found - r.speakers) for r in rows])),
+            "missed": float(np.mean([r.missed for r in rows])),
+            "false_alarm": float(np.mean([r.false_alarm for r in rows])),
+            "confusion": float(np.mean([r.confusion for r in rows])),
         }
         for key, rows in groups.items()
     }
@@ -120,13 +132,14 @@ def evaluate(recordings, diarize: Callable[[np.ndarray], list[SpeakerTurn]]) -> 
 
 
 def table(scores: Sequence[Score]) -> str:
-    lines = [f"{'recording':16} {'kind':13} ovl  DER0   DER.25 JER    spk found"]
+    lines = [f"{'recording':16} {'kind':13} ovl  DER0   DER.25 JER    spk found miss   FA     conf"]
     for s in scores:
         lines.append(f"{s.name:16} {s.kind:13} {'y' if s.overlap else 'n':3}  {s.der:.3f}  {s.der_collar:.3f}  "
-                     f"{s.jer:.3f}  {s.speakers}   {s.found}")
+                     f"{s.jer:.3f}  {s.speakers}   {s.found}     {s.missed:.3f}  {s.false_alarm:.3f}  {s.confusion:.3f}")
     for key, m in summary(scores).items():
         lines.append(f"mean {key:28} DER0 {m['der']:.3f} DER.25 {m['der_collar']:.3f} JER {m['jer']:.3f} "
-                     f"count exact {m['count_exact']:.2f} (n={m['recordings']})")
+                     f"count exact {m['count_exact']:.2f} miss {m['missed']:.3f} FA {m['false_alarm']:.3f} "
+                     f"conf {m['confusion']:.3f} (n={m['recordings']})")
     return "\n".join(lines)
 
 
