@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 from faster_whisper import WhisperModel
+from threadpoolctl import threadpool_limits
 
 from appliance.config import AsrConfig
 from appliance.inference.manifest import ModelError, ModelSpec, verified_path
@@ -23,6 +24,15 @@ def whisper_model_dir(config: AsrConfig, manifest: dict[str, ModelSpec] | None =
 
 
 def load_whisper(config: AsrConfig, manifest: dict[str, ModelSpec] | None = None) -> WhisperModel:
+    """The model; and numpy's BLAS (OpenBLAS, numpy's and scipy's) held to the calling thread.
+
+    OpenBLAS starts a thread per core that spins for a while after every call. Each decode
+    makes a few small matrix products (the log-mel projection, alignment), so that thread spun
+    through every room's decodes: half the process CPU of a streaming room (0.29 against 0.14
+    CPU s per audio s, ideal-machine replay, README). The box's parallelism is its rooms and
+    CTranslate2's workers; every process that decodes loads its model here, so it is set here.
+    """
+    threadpool_limits(limits=1, user_api="blas")
     path = whisper_model_dir(config, manifest)
     try:
         model = WhisperModel(

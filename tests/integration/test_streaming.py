@@ -94,3 +94,25 @@ def test_silence_produces_no_words(recognizer, vad):
 
     result = asyncio.run(replay(np.zeros(5 * 16000, np.float32), recognizer, vad, realtime=False))
     assert result.final_words == [] and result.stats.updates == 0
+
+
+def test_loading_whisper_holds_numpy_blas_to_the_calling_thread():
+    """OpenBLAS's pool spins after every small matrix product of a decode (README: half a room's
+    CPU); a process that loads Whisper runs BLAS on the calling thread. A fresh interpreter, so
+    no other test's model load has set it already."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, numpy\n"
+        "from threadpoolctl import threadpool_info\n"
+        "from appliance.config import AsrConfig\n"
+        "from appliance.inference.whisper import load_whisper\n"
+        "blas = lambda: [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+        "before = blas()\n"
+        "load_whisper(AsrConfig())\n"
+        "print(json.dumps({'before': before, 'after': blas()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
+    threads = json.loads(out.stdout.strip().splitlines()[-1])
+    assert threads["after"] and all(n == 1 for n in threads["after"]), threads
