@@ -2,7 +2,7 @@
 by real decodes (tiny.en on the real conversation, the real Silero VAD).
 
 A config with a short buffer bound makes every kind of boundary happen on 30 s of speech: the
-buffer is cut at pauses and sentence ends, forced final beyond 4 s, flushed at each VAD speech
+buffer is cut at pauses and sentence ends, forced final beyond 3 s, flushed at each VAD speech
 end and at the end of the stream, with greedy tentative decodes and the time guard on. Then no
 two final words may have the same text at overlapping times, and no phrase may follow itself.
 """
@@ -19,7 +19,7 @@ from appliance.subtitles.text import normalize
 from appliance.vad.silero import SileroVad
 
 BOUNDARIES = StreamingConfig(step=0.5, tentative_beam=1, commit_guard=0.5, commit_probability=0.85,
-                             first_decode=1.0, trim_after=2.0, trim_pause=0.15, max_buffer=4.0,
+                             first_decode=1.0, trim_after=2.0, trim_pause=0.15, max_buffer=3.0,
                              force_margin=1.0, max_word_rate=6.0)
 
 
