@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from statistics import fmean
 
 from bench.results import RESULTS, latest
 
@@ -208,14 +209,11 @@ def french_streaming(run: dict, s: dict) -> list[str]:
                      fmt(rt.get("cpu_per_audio_second"), ".3f")))
     means = []
     for split in sorted(set(s["splits"].values())):
-        names = [n for n, sp in s["splits"].items() if sp == split]
-
-        def mean(get, names=names) -> float:
-            return sum(get(s["recordings"][n]) for n in names) / len(names)
-
-        means.append(f"{split}: offline {mean(lambda r: r['offline_wer']):.3f}, fast {mean(lambda r: r['fast']['wer']):.3f}, "
-                     f"real time {mean(lambda r: r['realtime']['wer']):.3f}")
-    offline_cpu = sum(v["cpu_per_audio_second"] for v in study["offline"].values()) / len(study["offline"])
+        chosen = [r for name, r in s["recordings"].items() if s["splits"].get(name) == split]
+        offline, fast, live = (fmean(get(r) for r in chosen) for get in (
+            lambda r: r["offline_wer"], lambda r: r["fast"]["wer"], lambda r: r["realtime"]["wer"]))
+        means.append(f"{split}: offline {offline:.3f}, fast {fast:.3f}, real time {live:.3f}")
+    offline_cpu = fmean(v["cpu_per_audio_second"] for v in study["offline"].values())
     return [(f"Real French speech (Asterisk's prompts read by one speaker, 8 kHz telephone audio; tests/data/corpus.py) "
              f"on whisper-base, language fr, offline against the shipped streaming defaults in one run, "
              f"{measured_on(run)} (bench/test_streaming_study.py); offline CPU {offline_cpu:.3f} s per audio s. "

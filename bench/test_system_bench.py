@@ -287,7 +287,7 @@ def test_two_french_rooms(benchmark, results, ours):
     benchmark.pedantic(scenario, rounds=1, iterations=1)
     run = out["run"]
     lat, series = run.latencies(), run.backlog_series()
-    seconds = sum(len(r.audio()) for r in recordings) / 16_000
+    seconds = sum(len(room.samples) for room in run.rooms) / 16_000
     results.record("french_rooms", {
         "rooms": _room_rows(run.rooms, [(r.reference, "fr") for r in recordings]),
         "speech": ", ".join(r.name for r in recordings), "audio_seconds": round(seconds, 1),
