@@ -21,6 +21,7 @@ from appliance.diarization.offline import OfflineDiarizer
 from appliance.diarization.streaming import StreamingDiarizer, StreamingUpdate
 from appliance.diarization.words import attach_speakers
 from appliance.inference.manifest import ModelError, load_manifest, sha256_file, verify
+from appliance.inference.onnx import load_onnx
 from appliance.subtitles.types import SpeakerTurn, Word
 
 CONFIG = DiarizationConfig()
@@ -245,6 +246,26 @@ def test_sessions_share_models_across_executor_threads(models, audio):
     with ThreadPoolExecutor(max_workers=2) as pool:
         together = list(pool.map(run, [clip, clip]))
     assert together == [alone, alone]
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
+
+
+def test_embedding_session_memory_stays_flat_over_new_input_lengths():
+    """Every live embedding has a new fbank length: the session must not keep a plan per length
+    (ORT's memory pattern cache did: +9 MB over these 200, and without end in the soak)."""
+    spec = load_manifest()[CONFIG.embedding_model]
+    session = load_onnx(spec, CONFIG.embedding_file, InferenceConfig())
+    lengths = np.random.default_rng(0).permutation(np.arange(30, 330))
+    rng = np.random.default_rng(1)
+    before = 0.0
+    for i, frames in enumerate(lengths):
+        session.run(None, {"fbank": rng.standard_normal((1, int(frames), 80)).astype(np.float32)})
+        if i == 99:
+            before = _rss_mb()
+    assert _rss_mb() - before < 2.5, f"RSS grew {_rss_mb() - before:.1f} MB over 200 new input lengths"
 
 
 def test_runtime_never_imports_torch():
