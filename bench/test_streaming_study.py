@@ -69,7 +69,9 @@ def _fast_and_realtime(recordings: list[Recording], model, asr: AsrConfig, say=p
     for recording in recordings:
         row = {"offline_wer": offline(recording, model, asr)["wer"]}
         for mode in ("fast", "realtime"):
-            result = asyncio.run(replay(recording.audio, recognizer, vad, realtime=mode == "realtime"))
+            # The room's language as configured: left None, a multilingual room would detect its own.
+            result = asyncio.run(replay(recording.audio, recognizer, vad, realtime=mode == "realtime",
+                                        language=asr.language, task=asr.task))
             summary = result.summary()
             row[mode] = {
                 "wer": round(word_error_rate(recording.reference, result.text, recording.language), 4),
