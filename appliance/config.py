@@ -102,6 +102,10 @@ class AsrConfig:
     no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech ...
     log_prob_threshold: float = -1.0  # ... when its mean token log probability is also below this
     tokens_per_second: float = 8.0  # streaming: cap generated tokens at this rate of audio (+10); speech is ~3-5
+    # Streaming: the previous-text prompt is the last this many tokens of the final text before the
+    # buffer. One length for every room with that much history lets the rooms' decodes share a
+    # model call (CTranslate2 batches prompts of one length only). 0: no previous text.
+    prompt_tokens: int = 64
     # Loop guard of a decode narrower than beam_size: above this gzip compression ratio of its text
     # (or a repeated n-gram at its end, or the token cap reached) it is decoded again at beam_size. 0: ratio off.
     compression_ratio_threshold: float = 2.4
@@ -119,6 +123,7 @@ class AsrConfig:
         _require(0 < self.no_speech_threshold <= 1, "asr.no_speech_threshold", "must be in (0, 1]")
         _require(self.log_prob_threshold <= 0, "asr.log_prob_threshold", "is a log probability: must be <= 0")
         _require(1 <= self.tokens_per_second <= 20, "asr.tokens_per_second", "must be between 1 and 20")
+        _require(0 <= self.prompt_tokens <= 220, "asr.prompt_tokens", "must be between 0 and 220 (Whisper's prompt half)")
         _require(self.compression_ratio_threshold == 0 or self.compression_ratio_threshold >= 1,
                  "asr.compression_ratio_threshold", "must be 0 (off) or >= 1")
 

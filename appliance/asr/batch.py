@@ -11,10 +11,10 @@ decodes it. Items batch together when their model calls can be one call:
   rounded up to a WINDOW_GRID multiple, so long buffers of different lengths still share a
   call (a little more padding than WhisperRecognizer's exact window: measured harmless);
 - previous-text prompts of the same token length (CTranslate2 needs the start of transcript at
-  the same position in every item). Prompts are not cut to make them agree: cutting each to a
-  bucket (0, 1, 2, 4, ... 32 tokens) batched more (4 rooms in step: 0.70x the unbatched CPU
-  instead of 0.87x) but cost 0.03 WER with greedy tentative decodes; uncut, every room's words
-  are the unbatched ones (the README's study);
+  the same position in every item). Every prompt is the last `asr.prompt_tokens` tokens of its
+  room's text (WhisperRecognizer's own prompt), so rooms past their first minute agree. Cutting
+  prompts to buckets (0, 1, 2, 4, ... 32 tokens) batched as much but cost 0.03 WER: short
+  buckets throw the context away; one length of 64 tokens keeps it (the README's study);
 - the same beam size, language and task (a multilingual room whose language is to be detected
   is decoded alone: its start sequence is known only after its own encoding).
 Generation runs with the largest token cap of the group and each result is cut to the cap it
@@ -100,9 +100,7 @@ class BatchDecoder:
         rec = self.recognizer
         features, content_frames = rec.features(samples)  # checks the length
         duration = len(samples) / SAMPLE_RATE
-        # Token ids of text do not depend on the language or task: any tokenizer of the model counts them.
-        previous = rec._tokenizer.encode(" " + request.prompt.strip()) if request.prompt and request.prompt.strip() else []
-        return _Item(request, features, content_frames, previous, rec.max_new_tokens(duration),
+        return _Item(request, features, content_frames, rec.previous_tokens(request.prompt), rec.max_new_tokens(duration),
                      request.beam_size or self.config.beam_size,
                      max(features.shape[-1], self.window_frames(duration)))
 

@@ -193,8 +193,9 @@ class CommitPolicy:
                 return word.end
         return None
 
-    def prompt(self, before: float, max_chars: int = 200) -> str:
-        """Final text ending before `before` (audio time), at most `max_chars` long."""
+    def prompt(self, before: float, max_chars: int = 1000) -> str:
+        """Final text ending before `before` (audio time), at most `max_chars` long (more than
+        the recognizer's prompt takes: it keeps the last `asr.prompt_tokens` tokens)."""
         text = ""
         for word in reversed(self._final):
             if word.end > before:

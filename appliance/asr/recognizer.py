@@ -169,9 +169,16 @@ class WhisperRecognizer:
         ranked = self.model.model.detect_language(self.encode([features]))[0]
         return [(token[2:-2], float(probability)) for token, probability in ranked]
 
+    def previous_tokens(self, prompt: str | None) -> list[int]:
+        """The prompt's last `asr.prompt_tokens` text tokens (any tokenizer of the model gives the
+        same ids for text, whatever its language or task)."""
+        keep = self.config.prompt_tokens
+        if not prompt or not prompt.strip() or not keep:
+            return []
+        return self._tokenizer.encode(" " + prompt.strip())[-keep:]
+
     def prompt_tokens(self, tokenizer: Tokenizer, prompt: str | None) -> list[int]:
-        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
-        return self.model.get_prompt(tokenizer, previous, without_timestamps=True)
+        return self.model.get_prompt(tokenizer, self.previous_tokens(prompt), without_timestamps=True)
 
     def max_new_tokens(self, duration: float) -> int:
         return int(self.config.tokens_per_second * duration) + 10

@@ -90,6 +90,24 @@ def test_rooms_calling_at_once_share_batches_and_get_their_own_words(model, audi
     assert all(room.load.decodes == 1 and room.load.batched_decodes == 1 for room in rooms), [room.load for room in rooms]
 
 
+def test_long_previous_texts_become_prompts_of_one_length_that_batch(model, audio, sample_dir):
+    """Rooms with different histories get prompts of exactly asr.prompt_tokens tokens (the end of
+    their text), so their decodes can share a call; a short history is kept whole."""
+    config = AsrConfig()
+    recognizer = WhisperRecognizer(model, config)
+    words = read_reference(sample_dir / "sample.stm").split()
+    histories = [" ".join(words[:70]), " ".join(words[8:]), " ".join(words[:5])]
+    tokens = [recognizer.previous_tokens(h) for h in histories]
+    whole = [model.hf_tokenizer.encode(" " + h, add_special_tokens=False).ids for h in histories]
+    assert [len(t) for t in tokens] == [config.prompt_tokens, config.prompt_tokens, len(whole[2])]
+    assert all(t == w[-len(t):] for t, w in zip(tokens, whole))
+    decoder = BatchDecoder(recognizer)
+    batch = [Request(audio[int(s * SAMPLE_RATE): int((s + 6.0) * SAMPLE_RATE)], h)
+             for s, h in zip((14.0, 19.0), histories)]
+    alone = [recognizer.transcribe(r.samples, r.prompt) for r in batch]
+    assert_same(alone, decoder.decode(batch))
+
+
 def test_a_bad_buffer_fails_alone_and_its_batch_mates_get_their_words(model, audio, prompts):
     decoder = BatchDecoder(WhisperRecognizer(model, AsrConfig()))
     good = requests(audio, prompts)[2]
