@@ -27,7 +27,7 @@ def onnx_session(path: Path, config: InferenceConfig) -> ort.InferenceSession:
     options.log_severity_level = 3
     # ORT caches a memory plan per distinct input shape and never drops one; the embedding model
     # sees a new fbank length on almost every call, so the cache grew the daemon's RSS for as long
-    # as it ran (CAM++: +19.6 MB after 600 calls, still climbing; off: flat, same CPU per call).
+    # as new lengths came (CAM++: +19.6 MB after 600 calls, still climbing; off: flat, same CPU per call).
     options.enable_mem_pattern = False
     session = ort.InferenceSession(str(path), options, providers=providers)
     log.info("model %s runs on %s", path.name, session.get_providers()[0])

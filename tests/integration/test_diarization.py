@@ -255,7 +255,7 @@ def _rss_mb() -> float:
 
 def test_embedding_session_memory_stays_flat_over_new_input_lengths():
     """Every live embedding has a new fbank length: the session must not keep a plan per length
-    (ORT's memory pattern cache did: +9 MB over these 200, and without end in the soak)."""
+    (ORT's memory pattern cache did: +9 MB over these 200)."""
     spec = load_manifest()[CONFIG.embedding_model]
     session = load_onnx(spec, CONFIG.embedding_file, InferenceConfig())
     lengths = np.random.default_rng(0).permutation(np.arange(30, 330))
