@@ -4,6 +4,7 @@ Nothing here is mocked: a missing or tampered model makes these tests fail.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import wave
@@ -23,6 +24,7 @@ from appliance.diarization.words import attach_speakers
 from appliance.inference.manifest import ModelError, load_manifest, sha256_file, verify
 from appliance.inference.onnx import load_onnx
 from appliance.subtitles.types import SpeakerTurn, Word
+from tests.e2e.test_reliability import rss_kb
 
 CONFIG = DiarizationConfig()
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "diarization"
@@ -248,11 +250,6 @@ def test_sessions_share_models_across_executor_threads(models, audio):
     assert together == [alone, alone]
 
 
-def _rss_mb() -> float:
-    status = Path("/proc/self/status").read_text().splitlines()
-    return int(next(line for line in status if line.startswith("VmRSS:")).split()[1]) / 1024
-
-
 def test_embedding_session_memory_stays_flat_over_new_input_lengths():
     """Every live embedding has a new fbank length: the session must not keep a plan per length
     (ORT's memory pattern cache did: +9 MB over these 200)."""
@@ -260,12 +257,17 @@ def test_embedding_session_memory_stays_flat_over_new_input_lengths():
     session = load_onnx(spec, CONFIG.embedding_file, InferenceConfig())
     lengths = np.random.default_rng(0).permutation(np.arange(30, 330))
     rng = np.random.default_rng(1)
-    before = 0.0
-    for i, frames in enumerate(lengths):
+
+    def embed(frames: int) -> None:
         session.run(None, {"fbank": rng.standard_normal((1, int(frames), 80)).astype(np.float32)})
-        if i == 99:
-            before = _rss_mb()
-    assert _rss_mb() - before < 2.5, f"RSS grew {_rss_mb() - before:.1f} MB over 200 new input lengths"
+
+    for frames in lengths[:100]:
+        embed(frames)
+    before = rss_kb(os.getpid())
+    for frames in lengths[100:]:
+        embed(frames)
+    grown = (rss_kb(os.getpid()) - before) / 1024
+    assert grown < 2.5, f"RSS grew {grown:.1f} MB over 200 new input lengths"
 
 
 def test_runtime_never_imports_torch():
