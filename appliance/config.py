@@ -193,6 +193,11 @@ class StreamingConfig:
     first_decode: float = 1.0  # no tentative decode before the buffer holds this much speech (s)
     trim_after: float = 5.0  # cut the buffer at a final word boundary once it is this long
     trim_pause: float = 0.15  # a final word followed by this much silence is a cut point; 0: sentence ends only
+    # Whisper sometimes ends its text early (end-of-text after a trailing "but...") and then, decode
+    # after decode, hears nothing past it from that buffer start while the speech goes on: once every
+    # word of a hypothesis is final and it ends this long before the buffer end, the buffer starts
+    # again after the last final word. Longer than commit_deadline + a step. 0: off.
+    stall_after: float = 2.0
     max_buffer: float = 15.0  # beyond this, force words final and cut (bounds cost under endless speech)
     force_margin: float = 2.0  # when forcing, keep the last seconds tentative
     idle_keep: float = 1.0  # audio kept before a VAD speech start (its start is announced late)
@@ -214,6 +219,8 @@ class StreamingConfig:
         _require(0 <= self.first_decode <= 5, "streaming.first_decode", "must be between 0 and 5 seconds")
         _require(0 < self.trim_after <= self.max_buffer, "streaming.trim_after", "must be in (0, max_buffer]")
         _require(0 <= self.trim_pause <= 2, "streaming.trim_pause", "must be between 0 and 2 seconds")
+        _require(self.stall_after == 0 or self.stall_after > self.commit_deadline, "streaming.stall_after",
+                 "must be 0 (off) or longer than commit_deadline")
         _require(self.max_buffer <= 25, "streaming.max_buffer", "must be <= 25 s (Whisper sees 30 s)")
         _require(0 <= self.force_margin < self.max_buffer, "streaming.force_margin", "must be in [0, max_buffer)")
         _require(self.idle_keep >= 0.3, "streaming.idle_keep", "must be >= 0.3 s")

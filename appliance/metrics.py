@@ -156,6 +156,10 @@ class SessionCollector(Collector):
         yield _family(CounterMetricFamily, "appliance_merged_updates",
                       "Decode steps folded into a later one because compute fell behind.",
                       rows(lambda s: s.pipeline.asr.stats.merged_updates))
+        yield _family(CounterMetricFamily, "appliance_asr_stalls",
+                      "Times the recogniser stopped hearing a room's buffer past its final words while "
+                      "speech went on (an early end-of-text) and the buffer was started again after them.",
+                      rows(lambda s: s.pipeline.asr.stats.stalls))
         yield _family(CounterMetricFamily, "appliance_frames_dropped",
                       "Audio frames lost before decoding (capture queue full, or buffer overrun).",
                       [(sid, v + dict(capture("dropped_blocks")).get(sid, 0))

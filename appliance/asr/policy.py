@@ -12,7 +12,8 @@ the audio has not been heard with what follows it, and is misheard most. On top 
 - `flush` finalises a whole hypothesis (at a VAD speech end nothing more will come);
 - `force` finalises words up to a time (bounding the buffer under endless speech);
 - `trim_point` says where the audio buffer may be cut: in a pause after a final word,
-  or after the last final word that ends a sentence;
+  or after the last final word that ends a sentence; `stall_point`, after the last final
+  word when the decoder has heard nothing past it for a while;
 - `prompt` gives the final text before the buffer, to condition the next decode.
 
 No word is final twice: the part of a hypothesis that is new is what lies after the
@@ -192,6 +193,21 @@ class CommitPolicy:
             if word.text.endswith(_SENTENCE_END):
                 return word.end
         return None
+
+    def stall_point(self, hypothesis: Sequence[Word], buffer_start: float, buffer_end: float,
+                    stall: float) -> float | None:
+        """Where the buffer may start again when the decoder has stopped hearing it: the end of the
+        last final word, if no word of `hypothesis` ends past it (beyond timestamp drift) and it lies
+        at least `stall` seconds before `buffer_end`, inside the buffer. None otherwise.
+
+        Whisper can end its text early (an end-of-text after "but...") and repeat that from the
+        same buffer start however much speech follows; a buffer starting after it is heard anew.
+        """
+        cut = self.final_end
+        heard = max((w.end for w in hypothesis), default=cut)  # a re-decoded final word may drift a little
+        if not self._final or cut <= buffer_start or heard > cut + self.drift or buffer_end - max(heard, cut) < stall:
+            return None
+        return cut
 
     def prompt(self, before: float, max_chars: int = 1000) -> str:
         """Final text ending before `before` (audio time), at most `max_chars` long (more than

@@ -33,6 +33,7 @@ class StreamStats:
     flushes: int = 0  # decodes finalising a region (VAD speech end, end of stream)
     forced: int = 0  # decodes that forced words final (buffer beyond max_buffer)
     trims: int = 0  # buffer cuts at a final word (pause or sentence end)
+    stalls: int = 0  # buffer cuts after the last final word: the decoder heard nothing past it
 
 
 def _shift(words: list[Word], offset: float) -> list[Word]:
@@ -184,6 +185,10 @@ class AsrStream:
             self._start = max(self._start, int(self.policy.final_end * SAMPLE_RATE))
             if self.buffer_seconds > config.max_buffer:  # nothing recognisable to commit: let it go
                 self._start = self.ring.end - int(config.force_margin * SAMPLE_RATE)
+        elif config.stall_after and (cut := self.policy.stall_point(
+                hypothesis, start, end_s, config.stall_after)) is not None:
+            self._start = int(cut * SAMPLE_RATE)
+            self.stats.stalls += 1
         elif self.buffer_seconds > config.trim_after:
             cut = self.policy.trim_point(start, pause=config.trim_pause or None, following=decision.partial)
             if cut is not None and int(cut * SAMPLE_RATE) > self._start:

@@ -266,6 +266,9 @@ def test_metrics_scrape_and_privacy_of_a_pushed_session(tmp_path, clip, models):
     backlog = [(lab["stage"], v) for lab, v in during[-1]["appliance_backlog_seconds"] if lab["session"] == "push-1"]
     assert {stage for stage, _ in backlog} == {"source", "buffer"}
     assert all(0 <= v < 5 for _, v in backlog), backlog
+    # Decoder stalls are counted per room (a counter series for the pushed room).
+    stalls = [v for lab, v in during[-1]["appliance_asr_stalls_total"] if lab["session"] == "push-1"]
+    assert len(stalls) == 1 and stalls[0] >= 0, stalls
 
     # Latency histograms of the session, against the harness on the same clip in real time.
     session = {"session": "push-1"}

@@ -60,3 +60,24 @@ def test_no_word_is_final_twice_across_boundaries(recognizer, sample_dir, config
     assert repeated_phrases(finals) == []
     starts = [w.start for w in finals]
     assert all(b >= a - 0.1 for a, b in zip(starts, starts[1:])), "finals out of time order"
+
+
+def test_a_decoder_that_stops_hearing_its_buffer_starts_again_after_its_final_words():
+    """The first 21 s of conv-tune-3 (evaluation set, tune) decoded without a previous-text prompt.
+
+    Measured on AMD EPYC: from a buffer starting at 5.2 s, every decode ended at "...some speech
+    errors but" for 12 s while the speech went on (an early end-of-text), and the flush at the
+    region's end committed that alone: "Mr. John Dashwood had then leisure to consider ... this is
+    me talking really slow" (33 words) was lost. With the stall rule the buffer starts again after
+    "but" once 2 s pass with nothing heard past it, and the passage is heard.
+    """
+    from tests.data.corpus import asr_set
+
+    recording = next(r for r in asr_set("tune") if r.name == "conv-tune-3")
+    config = AsrConfig(prompt_tokens=0)
+    recognizer = WhisperRecognizer(load_whisper(config), config)
+    finals, stats = stream_finals(recognizer, recording.audio()[: 21 * SAMPLE_RATE], StreamingConfig())
+    heard = {normalize(w.text) for w in finals}
+    passage = "mr john dashwood had then leisure to consider how much there might be prudently in his power".split()
+    assert len([w for w in passage if w in heard]) >= 0.8 * len(passage), (stats, [w.text for w in finals])
+    assert [(a, b) for i, b in enumerate(finals) for a in finals[:i] if same_word(a, b)] == []

@@ -194,3 +194,19 @@ def test_a_start_stretched_over_final_audio_is_clamped_so_finals_stay_in_order()
     policy.update([Word("Well,", 22.08, 22.44)])
     decision = policy.update([Word("There", 21.99, 22.65), Word("isn't", 22.65, 22.93)])
     assert [(w.text, w.start) for w in decision.final] == [("There", 22.44), ("isn't", 22.65)]
+
+
+def test_stall_point_restarts_the_buffer_after_the_last_final_word_once_nothing_is_heard_past_it():
+    policy = CommitPolicy(agreement=1)
+    words = [Word("some", 6.0, 6.2), Word("errors", 6.2, 6.4), Word("but", 6.5, 6.6)]
+    policy.update(words)
+    # The same text again, its last word drifted a little later, 2 s and more before the buffer end.
+    again = [Word("some", 6.0, 6.2), Word("errors", 6.2, 6.4), Word("but...", 6.5, 6.8)]
+    assert policy.stall_point(again, buffer_start=5.2, buffer_end=8.9, stall=2.0) == 6.6
+    assert policy.stall_point([], buffer_start=5.2, buffer_end=8.9, stall=2.0) == 6.6  # nothing heard at all
+    # Not yet 2 s of buffer past what was heard.
+    assert policy.stall_point(again, buffer_start=5.2, buffer_end=8.7, stall=2.0) is None
+    # A word past the final ones is still being decided: not a stall.
+    assert policy.stall_point(again + [Word("who", 7.0, 7.2)], buffer_start=5.2, buffer_end=9.5, stall=2.0) is None
+    # No final word inside the buffer: no cut point.
+    assert policy.stall_point([], buffer_start=6.7, buffer_end=9.5, stall=2.0) is None
