@@ -247,6 +247,14 @@ def bucket_quantile(cumulative: dict[float, float], q: float) -> float | None:
 # --- I/O: the daemon process, its metrics, its API ---
 
 
+def process_rss_kb(pid: int) -> int:
+    """Resident memory of a process (VmRSS), in kB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU of a process so far, from /proc."""
     return _cpu_seconds(Path(f"/proc/{pid}/stat"))
@@ -275,10 +283,7 @@ class DaemonProbe:
         return process_cpu_seconds(self.pid)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+        return process_rss_kb(self.pid) / 1024
 
     def alive(self) -> bool:
         try:

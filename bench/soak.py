@@ -26,6 +26,7 @@ from appliance._generated.appliance.v1 import appliance_pb2_grpc as pb_grpc
 from appliance.audio.decode import load_audio
 from appliance.audio.pcm import encode_s16le
 from appliance.service.client import Endpoint, follow
+from bench.load import process_rss_kb
 from bench.results import RunResults
 from tests.data.fetch import fetch
 from tests.e2e.daemon import DaemonProcess
@@ -37,9 +38,7 @@ CHUNK = 0.1
 
 
 def _status(pid: int) -> tuple[float, int]:
-    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-               if line.startswith("VmRSS:"))
-    return rss / 1024, len(os.listdir(f"/proc/{pid}/fd"))
+    return process_rss_kb(pid) / 1024, len(os.listdir(f"/proc/{pid}/fd"))
 
 
 async def push(address: str, room: str, pcm: bytes, until: float) -> None:

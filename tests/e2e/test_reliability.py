@@ -34,6 +34,7 @@ from appliance.audio.decode import load_audio
 from appliance.audio.pcm import encode_s16le
 from appliance.evaluation import word_error_rate
 from appliance.service.client import Endpoint, chunks, follow, transcribe
+from bench.load import process_rss_kb
 from tests.e2e.daemon import DaemonProcess, free_port
 from tests.e2e.test_operations import scrape, snapshot, value
 from tests.service.rawgrpc import RawClient, frame
@@ -87,18 +88,11 @@ def daemon_log_problems(daemon: DaemonProcess) -> list[str]:
             if "Traceback" in line or "level=error" in line or "exc=" in line]
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def settled_rss_kb(pid: int, seconds: float = 3.0) -> int:
     """The least RSS seen over `seconds`: the allocator's arenas breathe by several MB, a leak does not."""
     samples = []
     for _ in range(int(seconds / 0.25)):
-        samples.append(rss_kb(pid))
+        samples.append(process_rss_kb(pid))
         time.sleep(0.25)
     return min(samples)
 

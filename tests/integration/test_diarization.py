@@ -24,7 +24,7 @@ from appliance.diarization.words import attach_speakers
 from appliance.inference.manifest import ModelError, load_manifest, sha256_file, verify
 from appliance.inference.onnx import load_onnx
 from appliance.subtitles.types import SpeakerTurn, Word
-from tests.e2e.test_reliability import rss_kb
+from bench.load import process_rss_kb
 
 CONFIG = DiarizationConfig()
 MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "diarization"
@@ -263,10 +263,10 @@ def test_embedding_session_memory_stays_flat_over_new_input_lengths():
 
     for frames in lengths[:100]:
         embed(frames)
-    before = rss_kb(os.getpid())
+    before = process_rss_kb(os.getpid())
     for frames in lengths[100:]:
         embed(frames)
-    grown = (rss_kb(os.getpid()) - before) / 1024
+    grown = (process_rss_kb(os.getpid()) - before) / 1024
     assert grown < 2.5, f"RSS grew {grown:.1f} MB over 200 new input lengths"
 
 

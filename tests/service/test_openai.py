@@ -31,23 +31,24 @@ def meet_form(wav: bytes, response_format: str = "diarized_json", field: str = "
     return form
 
 
-async def slow_upload(http: aiohttp.ClientSession, url: str, wav: bytes, release: asyncio.Event) -> int:
-    """A multipart upload whose body stalls until `release`: it holds a place in the queue."""
-    boundary = "meet-slow-upload"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.wav\"\r\n"
+async def held_upload(http: aiohttp.ClientSession, url: str, wav: bytes, release: asyncio.Event,
+                      fields: dict[str, str]) -> tuple[int, bytes]:
+    """A multipart upload whose body stalls after its first bytes until `release`: it holds a place
+    in the transcription queue. `fields`: the form fields after the file. (status, response body)."""
+    boundary = "held-upload"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"held.wav\"\r\n"
             "Content-Type: audio/wav\r\n\r\n").encode()
-    tail = f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\njson\r\n" \
-           f"--{boundary}--\r\n".encode()
+    tail = "".join(f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}"
+                   for name, value in fields.items()) + f"\r\n--{boundary}--\r\n"
 
     async def body():
         yield head + wav[:1000]
         await release.wait()
-        yield wav[1000:] + tail
+        yield wav[1000:] + tail.encode()
 
     async with http.post(url, data=body(), headers=AUTH | {
             "Content-Type": f"multipart/form-data; boundary={boundary}"}) as response:
-        await response.read()
-        return response.status
+        return response.status, await response.read()
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def summary(models, sample_dir, tmp_path_factory):
                         "Content-Type": "application/x-www-form-urlencoded"}) as response:
                     bad["not multipart"] = (response.status, await response.text())
                 release = asyncio.Event()
-                held = asyncio.create_task(slow_upload(http, url, wav, release))
+                held = asyncio.create_task(held_upload(http, url, wav, release, {"response_format": "json"}))
                 for _ in range(100):  # the held upload is in once a second one is refused
                     await asyncio.sleep(0.05)
                     async with http.post(url, data=meet_form(wav, "json"), headers=AUTH) as response:
@@ -91,7 +92,7 @@ def summary(models, sample_dir, tmp_path_factory):
                                                await response.json())
                             break
                 release.set()
-                results["held"] = await held
+                results["held"], _ = await held
                 results["bad"] = bad
             client = openai.AsyncOpenAI(api_key=TOKEN, base_url=f"{base}/v1", max_retries=0)
             with (sample_dir / "sample.wav").open("rb") as audio:

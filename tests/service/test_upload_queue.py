@@ -11,6 +11,7 @@ And a worker killed mid-file: that request is a 503, the next upload gets a fres
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import numpy as np
@@ -21,29 +22,10 @@ from appliance.config import HttpConfig
 from appliance.evaluation import read_reference, word_error_rate
 from appliance.service.client import Endpoint, chunks, transcribe
 from tests.service.conftest import serving
-from tests.service.test_openai import AUTH, TOKEN, meet_form
+from tests.service.test_openai import AUTH, TOKEN, held_upload, meet_form
 
 BOUND = 2
 EXTRA = 3  # uploads sent at once while the queue is full
-
-
-async def held_upload(http: aiohttp.ClientSession, url: str, wav: bytes, release: asyncio.Event) -> tuple[int, dict]:
-    """An upload whose body stalls after its first bytes until `release`: it holds a place."""
-    boundary = "held-upload"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"held.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
-    tail = (f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\n"
-            f"verbose_json\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"language\"\r\n\r\nen\r\n"
-            f"--{boundary}--\r\n").encode()
-
-    async def body():
-        yield head + wav[:1000]
-        await release.wait()
-        yield wav[1000:] + tail
-
-    async with http.post(url, data=body(), headers=AUTH | {
-            "Content-Type": f"multipart/form-data; boundary={boundary}"}) as response:
-        return response.status, await response.json()
 
 
 async def until(condition, what: str, timeout: float = 30.0) -> None:
@@ -73,7 +55,9 @@ def queued(models, sample, sample_dir, tmp_path_factory):
             results: dict = {}
             async with aiohttp.ClientSession() as http:
                 release = asyncio.Event()
-                held = [asyncio.create_task(held_upload(http, url, wav, release)) for _ in range(BOUND)]
+                fields = {"response_format": "verbose_json", "language": "en"}
+                held = [asyncio.create_task(held_upload(http, url, wav, release, fields))
+                        for _ in range(BOUND)]
                 await until(lambda: registry.get_sample_value("appliance_transcription_files") == BOUND,
                             "the held uploads to be in")
 
@@ -86,7 +70,7 @@ def queued(models, sample, sample_dir, tmp_path_factory):
                     "appliance_transcription_refused_total", {"reason": "queue_full"})
                 results["in_while_full"] = registry.get_sample_value("appliance_transcription_files")
                 release.set()
-                results["held"] = await asyncio.gather(*held)
+                results["held"] = [(status, json.loads(body)) for status, body in await asyncio.gather(*held)]
                 results["room_running_after_files"] = not room.done()
                 async with http.post(url, data=meet_form(wav, "json"), headers=AUTH) as response:
                     results["after"] = (response.status, await response.json())
