@@ -87,9 +87,12 @@ def meet(models, sample, sample_dir, tmp_path_factory):
             before = set(daemon.sessions)
             # The gRPC path first, alone: two flat-out pushes at once share decode batches, whose
             # padded windows and batched int8 products move a word or two of each (the comparison
-            # is of the two paths, not of batching).
+            # is of the two paths, not of batching). It pushes the very bytes the plugin sends (24 kHz
+            # s16, the same trailing silence): Whisper's words flip on perturbations as small as a
+            # resampler's, so only the same audio tells the paths apart.
+            frames = frames_24k(sample, silence_seconds=3.0)
             grpc_events = await _collect(transcribe(
-                endpoint, chunks((np.clip(sample, -1, 1) * 32767).astype("<i2").tobytes(), 16000, pb.PCM_S16LE, 1,
+                endpoint, chunks(b"".join(bytes(f.data) for f in frames), RATE, pb.PCM_S16LE, 1,
                                  session_id="grpc-room"), realtime=False))
             async with aiohttp.ClientSession() as http:
                 plugin = kyutai.STT(api_key=TOKEN, base_url=url, http_session=http)
@@ -101,7 +104,6 @@ def meet(models, sample, sample_dir, tmp_path_factory):
                         events.append(event)
 
                 consumer = asyncio.create_task(consume())
-                frames = frames_24k(sample, silence_seconds=3.0)
                 for frame in frames:
                     stream.push_frame(frame)
                 session = await wait_for(lambda: new_session(daemon, before | {"grpc-room"}), what="the session")
