@@ -114,7 +114,7 @@ def test_translate_gives_english_subtitles_of_french_speech(recognizers, french)
 
 
 def test_offline_french_keeps_its_accents(recognizers, french):
-    audio, _ = french
+    audio, text = french
     words, language = recognizers.get("whisper-base").transcribe_file(audio, language="fr")
     assert language == "fr"
     assert word_error_rate(text, " ".join(w.text for w in words), "fr") < 0.5
