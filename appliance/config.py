@@ -96,7 +96,9 @@ class AsrConfig:
     cpu_threads: int = 1
     num_workers: int = 2
     batch_size: int = 8  # rooms decoded together in one model call (1: each room alone, no scheduler)
-    batch_gather: float = 0.05  # seconds a due room waits at most for rooms about to be due (none: no wait)
+    # Seconds a due room waits at most for rooms about to be due. 0: none; rooms that queue while a call
+    # runs still share the next. A wait holds one of the few inference threads (README, capacity).
+    batch_gather: float = 0.0
     beam_size: int = 5
     min_window: float = 10.0  # streaming: encode at least this many seconds (0 = exactly the buffer)
     no_speech_threshold: float = 0.6  # drop a hypothesis Whisper itself calls non-speech ...
