@@ -208,11 +208,6 @@ class StreamingConfig:
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
     vad_flush: bool = True
-    # A pause inside a speech region (the VAD below its negative threshold, not yet long enough to
-    # end it) holds no new words: no decode runs in it; the next runs as speech resumes, or the
-    # region's end finalises. On: a decode every step through pauses too (10-16 % more CPU, the
-    # same WER within noise: README, streaming decoder study).
-    decode_in_pauses: bool = False
 
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")

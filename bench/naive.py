@@ -1,7 +1,7 @@
 """The naive baseline: the yardstick every "ours vs the baseline" figure is measured against.
 
 The classic re-decode loop on the same engine: Whisper's full 30 s padded window,
-LocalAgreement-2, no VAD flush (words settle by agreement only), a decode every step. The step and the beam are
+LocalAgreement-2, no VAD flush (words settle by agreement only). The step and the beam are
 pinned too (0.5 s, 5: today's defaults), so that a change of our defaults moves only ours and
 a comparison in one run sees it. One definition for the daemon-level benchmarks
 (bench/test_system_bench.py, as config overrides) and the guard (bench/guard.py, as configs).
@@ -16,7 +16,6 @@ OVERRIDES: dict[str, object] = {
     "streaming.step": 0.5,
     "streaming.agreement": 2,
     "streaming.vad_flush": False,
-    "streaming.decode_in_pauses": True,
 }
 
 

@@ -138,8 +138,6 @@ class AsrStream:
         # The first decodes of a region wait for `first_decode` of speech: on less, Whisper mishears.
         heard = self.buffer_seconds >= self.config.first_decode or self._settling
         step = self.config.step * (self.load.step_factor if self.load is not None else 1.0)
-        if self._speaking and self.vad.pausing and not self.config.decode_in_pauses:
-            return False  # nothing new to hear: speech resumes (decode then) or the region ends (its flush)
         return (self._speaking or self._settling) and new >= step and heard
 
     def update(self) -> Decision:

@@ -27,8 +27,6 @@ class ScriptedRecognizer:
 class ScriptedVad:
     """Speech starts at 0 s; its end (at 2.0 s) is announced once 2.0 s have been pushed."""
 
-    pausing = False  # no pause inside the region
-
     def __init__(self):
         self.samples = 0
         self.script = [(0, VadEvent("start", 0.0)), (2 * SAMPLE_RATE, VadEvent("end", 2.0))]
@@ -100,42 +98,3 @@ def test_the_most_degraded_room_decodes_every_third_step_keeps_its_finals_coming
     finals = {w.text: at for at, decision in decodes for w in decision.final}
     assert list(finals) == [w.text for w in LongScript.words]
     assert max(at for text, at in finals.items() if text != "w9") <= 7.5  # final during the speech, not at its end
-
-
-class PausingVad(ScriptedVad):
-    """Speech from 0 s with a pause over (2.0, 3.0] s that does not end the region; its end at 4.5 s."""
-
-    def __init__(self):
-        super().__init__()
-        self.script = [(0, VadEvent("start", 0.0)), (int(4.5 * SAMPLE_RATE), VadEvent("end", 4.5))]
-
-    @property
-    def pausing(self):
-        return 2.0 < self.samples / SAMPLE_RATE <= 3.0
-
-
-class AfterPause(ScriptedRecognizer):
-    words = WORDS + [Word("again", 3.2, 3.9)]
-
-    def transcribe(self, samples, prompt=None, *, beam_size=None, language=None, task=None):
-        return [w for w in self.words if w.end <= len(samples) / SAMPLE_RATE]
-
-
-def decodes_with_a_pause(config: StreamingConfig) -> list[tuple[float, list[str]]]:
-    stream = AsrStream(AfterPause(), PausingVad(), config)
-    decodes = []
-    for i in range(10):
-        stream.push(np.zeros(CHUNK, dtype=np.float32))
-        if stream.due():
-            decodes.append(((i + 1) / 2, [w.text for w in stream.update().final]))
-    return decodes
-
-
-def test_no_decode_runs_in_a_pause_and_no_word_is_lost():
-    assert StreamingConfig().decode_in_pauses is False
-    quiet = decodes_with_a_pause(StreamingConfig())
-    every_step = decodes_with_a_pause(StreamingConfig(decode_in_pauses=True))
-    assert [at for at, _ in quiet] == [1.0, 1.5, 2.0, 3.5, 4.0, 4.5]  # none at 2.5 and 3.0: nothing new to hear
-    assert [at for at, _ in every_step] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5]
-    assert [w for _, final in quiet for w in final] == [w for _, final in every_step for w in final] == [
-        "hello", "world.", "again"]
