@@ -4,7 +4,7 @@ Run: PYTHONPATH=$PWD .venv/bin/python -m pytest bench/test_streaming_study.py --
 (STUDY_VARIANTS=a,b,... to run a subset; STUDY_SPLIT=tune|heldout|all picks the recordings of the
 evaluation set, default all). Results land in the run's bench/results/run-*.json, section
 `streaming_study` (and `streaming_study_realtime` for the shipped defaults in real time);
-`python -m bench.streaming_study_report` prints the README table from the newest run.
+`python -m bench.streaming_study` prints the README tables from the newest run.
 """
 from __future__ import annotations
 
