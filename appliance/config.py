@@ -208,6 +208,9 @@ class StreamingConfig:
     # A VAD speech end finalises the pending words at once. Off: words become final only by
     # agreement (or force), re-decoding while any are pending: the classic loop, the benchmarks' baseline.
     vad_flush: bool = True
+    # With vad_flush: a decode in a pause inside a speech region runs at the full beam, and if the
+    # region then ends with nothing heard after it, it is the region's flush (no second decode).
+    pause_flush: bool = True
 
     def __post_init__(self) -> None:
         _require(0.05 <= self.step <= 5.0, "streaming.step", "must be between 0.05 and 5 seconds")

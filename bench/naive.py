@@ -16,6 +16,7 @@ OVERRIDES: dict[str, object] = {
     "streaming.step": 0.5,
     "streaming.agreement": 2,
     "streaming.vad_flush": False,
+    "streaming.pause_flush": False,
 }
 
 

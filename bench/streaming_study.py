@@ -43,11 +43,11 @@ class Variant:
 
 # Today's streaming behaviour: every lever off.
 TODAY = StreamingConfig(step=0.5, agreement=2, commit_guard=0.0, commit_deadline=0.0, tentative_beam=0,
-                        first_decode=0.0, trim_after=5.0, trim_pause=0.0, max_word_rate=0.0)
+                        first_decode=0.0, trim_after=5.0, trim_pause=0.0, max_word_rate=0.0, pause_flush=False)
 # What `make bench`-style runs measure (the others were measured once, on part of the tune split, and
 # are kept runnable through STUDY_VARIANTS): the cumulative path to the defaults, then the levers past them.
-RUN = ("baseline", "cap", "greedy", "first1s", "repeats", "pausetrim", "timeguard", "deadline", "step0.8",
-       "threads2", "flushonly")
+RUN = ("baseline", "cap", "greedy", "first1s", "repeats", "pausetrim", "timeguard", "deadline", "pauseflush",
+       "step0.8", "threads2", "flushonly")
 
 
 def variants() -> list[Variant]:
@@ -67,7 +67,10 @@ def variants() -> list[Variant]:
     s = replace(s, commit_guard=0.5, commit_probability=0.85)
     out.append(Variant("timeguard", "time guard: final if it ends 0.5 s before the buffer end, p >= 0.85", s))
     s = replace(s, commit_deadline=1.5)
-    out.append(Variant("deadline", "... or 1.5 s before the buffer end whatever p (= the defaults)", s))
+    out.append(Variant("deadline", "... or 1.5 s before the buffer end whatever p", s))
+    s = replace(s, pause_flush=True)
+    out.append(Variant("pauseflush", "a decode in a pause at the full beam, reused as the region's flush "
+                       "(= the defaults)", s))
     out.append(Variant("leadin", "decode buffer starts 0.5 s before the VAD speech start", replace(s, lead_in=0.5)))
     out.append(Variant("flushlead", "reference point: flushonly with the 0.5 s lead-in and the hypothesis guard",
                        replace(TODAY, agreement=10_000, step=5.0, lead_in=0.5, max_word_rate=6.0)))

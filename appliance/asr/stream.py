@@ -34,6 +34,7 @@ class StreamStats:
     forced: int = 0  # decodes that forced words final (buffer beyond max_buffer)
     trims: int = 0  # buffer cuts at a final word (pause or sentence end)
     stalls: int = 0  # buffer cuts after the last final word: the decoder heard nothing past it
+    reused_flushes: int = 0  # flushes that took the full-beam decode made in the region's last pause
 
 
 def _shift(words: list[Word], offset: float) -> list[Word]:
@@ -67,6 +68,8 @@ class AsrStream:
         self._speaking = False
         self._settling = False  # vad_flush off: speech ended, decoding on until nothing is pending
         self._partial: list[Word] = []
+        # The last decode, if it ran at the full beam in a pause: (buffer start, end, words).
+        self._pause_decode: tuple[int, int, list[Word]] | None = None
 
     @classmethod
     def for_room(cls, recognizer: Recognizer, vad: VadStream, config: StreamingConfig | None,
@@ -147,7 +150,7 @@ class AsrStream:
         if self._flush_at is not None:
             end, self._flush_at = self._flush_at, None
             self.stats.flushes += 1
-            decision = self.policy.flush(self._decode(max(end, self._start), final=True), self._start_s)
+            decision = self.policy.flush(self._flush_words(end), self._start_s)
             self._start = max(self._start, end, int(self.policy.final_end * SAMPLE_RATE))
         else:
             decision = self._update_speaking()
@@ -171,11 +174,22 @@ class AsrStream:
     def _start_s(self) -> float:
         return self._start / SAMPLE_RATE
 
+    def _flush_words(self, end: int) -> list[Word]:
+        """The words that finalise a region ending at sample `end`: the full-beam decode made in
+        its last pause when that heard all of it from the buffer's start (or before), else a new one."""
+        cached, self._pause_decode = self._pause_decode, None
+        if cached is not None and cached[0] <= self._start and cached[1] >= end:
+            self.stats.reused_flushes += 1
+            return cached[2]
+        return self._decode(max(end, self._start), final=True)
+
     def _update_speaking(self) -> Decision:
         config = self.config
         forcing = self.buffer_seconds > config.max_buffer
+        pausing = config.vad_flush and config.pause_flush and self.vad.pausing
         start = self._start_s
-        hypothesis = self._decode(self.ring.end, final=forcing)
+        hypothesis = self._decode(self.ring.end, final=forcing or pausing)
+        self._pause_decode = (self._start, self.ring.end, hypothesis) if pausing and not forcing else None
         end_s = self.ring.end / SAMPLE_RATE
         decision = self.policy.update(hypothesis, buffer_end=end_s, buffer_start=start)
         if forcing:

@@ -66,6 +66,11 @@ class VadPolicy:
         return self._confirmed
 
     @property
+    def pausing(self) -> bool:
+        """Inside a speech region, in a pause that may yet close it."""
+        return self._confirmed and self._silence_from is not None
+
+    @property
     def frames(self) -> int:
         """Number of probabilities consumed."""
         return self._frames

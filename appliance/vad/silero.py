@@ -86,6 +86,10 @@ class VadStream:
         return self._policy.in_speech
 
     @property
+    def pausing(self) -> bool:
+        return self._policy.pausing
+
+    @property
     def samples(self) -> int:
         """Samples pushed so far (sample index of the next one)."""
         return self._samples

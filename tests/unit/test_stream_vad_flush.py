@@ -20,12 +20,18 @@ class ScriptedRecognizer:
 
     multilingual = False
 
+    def __init__(self):
+        self.calls: list[tuple[float, int | None]] = []  # (buffer seconds, beam) of each decode
+
     def transcribe(self, samples, prompt=None, *, beam_size=None, language=None, task=None):
+        self.calls.append((len(samples) / SAMPLE_RATE, beam_size))
         return [w for w in WORDS if w.end <= len(samples) / SAMPLE_RATE]
 
 
 class ScriptedVad:
     """Speech starts at 0 s; its end (at 2.0 s) is announced once 2.0 s have been pushed."""
+
+    pausing = False  # no pause inside the region
 
     def __init__(self):
         self.samples = 0
@@ -98,3 +104,55 @@ def test_the_most_degraded_room_decodes_every_third_step_keeps_its_finals_coming
     finals = {w.text: at for at, decision in decodes for w in decision.final}
     assert list(finals) == [w.text for w in LongScript.words]
     assert max(at for text, at in finals.items() if text != "w9") <= 7.5  # final during the speech, not at its end
+
+
+class PausingVad(ScriptedVad):
+    """Speech from 0 s to 2.0 s, then a pause heard as one from 2.0 s that ends the region at 3.0 s."""
+
+    def __init__(self):
+        super().__init__()
+        self.script = [(0, VadEvent("start", 0.0)), (3 * SAMPLE_RATE, VadEvent("end", 2.0))]
+
+    @property
+    def pausing(self):
+        return 2.0 < self.samples / SAMPLE_RATE < 3.0
+
+
+def decodes_with_a_pause(config: StreamingConfig) -> tuple[list[tuple[float, list[str]]], ScriptedRecognizer, AsrStream]:
+    recognizer = ScriptedRecognizer()
+    stream = AsrStream(recognizer, PausingVad(), config)
+    decodes = []
+    for i in range(8):
+        stream.push(np.zeros(CHUNK, dtype=np.float32))
+        if stream.due():
+            decodes.append(((i + 1) / 2, [w.text for w in stream.update().final]))
+    return decodes, recognizer, stream
+
+
+def test_the_full_beam_decode_in_the_last_pause_is_the_regions_flush():
+    assert StreamingConfig().pause_flush is True
+    reused, reusing, stream = decodes_with_a_pause(StreamingConfig())
+    fresh, flushing, _ = decodes_with_a_pause(StreamingConfig(pause_flush=False))
+    # The same decisions at the same times ...
+    assert reused == fresh == [(1.0, []), (1.5, ["hello"]), (2.0, []), (2.5, ["world."]), (3.0, [])]
+    # ... from one decode fewer: the one at 2.5 s (in the pause) ran at the full beam and finalised
+    # the region at 3.0 s, where the other stream decoded the region again.
+    assert flushing.calls == [(1.0, 1), (1.5, 1), (2.0, 1), (2.5, 1), (2.0, None)]
+    assert reusing.calls == [(1.0, 1), (1.5, 1), (2.0, 1), (2.5, None)]
+    assert stream.stats.flushes == 1 and stream.stats.reused_flushes == 1
+
+
+def test_a_pause_decode_that_did_not_hear_the_whole_region_is_not_reused():
+    class LateEnd(PausingVad):  # the region's end lies past the pause decode's buffer
+        def __init__(self):
+            super().__init__()
+            self.script = [(0, VadEvent("start", 0.0)), (3 * SAMPLE_RATE, VadEvent("end", 2.9))]
+
+    recognizer = ScriptedRecognizer()
+    stream = AsrStream(recognizer, LateEnd(), StreamingConfig())
+    for _ in range(6):
+        stream.push(np.zeros(CHUNK, dtype=np.float32))
+        if stream.due():
+            stream.update()
+    assert recognizer.calls[-2:] == [(2.5, None), (2.9, None)]  # decoded again, up to the region's end
+    assert stream.stats.reused_flushes == 0

@@ -49,6 +49,17 @@ def test_in_speech_follows_the_emitted_events():
     assert states == [False, True, True, True, True, True, True, True, False, False]
 
 
+def test_pausing_is_a_pause_inside_an_open_region():
+    p = policy()
+    states = []
+    for prob in [0.0, 0.9, 0.9, 0.0, 0.4, 0.9, 0.0, 0.0, 0.0, 0.0]:
+        p.push(prob)
+        states.append(p.pausing)
+    # Silence before the region is no pause; 0.4 (between the thresholds) keeps the pause; speech ends
+    # it; the third silent frame closes the region (0.3 s), which is no pause either.
+    assert states == [False, False, False, True, True, False, True, True, False, False]
+
+
 def test_hysteresis_between_the_thresholds():
     # neg_threshold defaults to 0.35: 0.4 neither opens speech nor closes it.
     assert run([0.4] * 30) == []
