@@ -178,9 +178,11 @@ class AsrStream:
         """The words that finalise a region ending at sample `end`: the full-beam decode made in
         its last pause when that heard all of it from the buffer's start (or before), else a new one."""
         cached, self._pause_decode = self._pause_decode, None
-        if cached is not None and cached[0] <= self._start and cached[1] >= end:
-            self.stats.reused_flushes += 1
-            return cached[2]
+        if cached is not None:
+            start, decoded_to, words = cached
+            if start <= self._start and decoded_to >= end:
+                self.stats.reused_flushes += 1
+                return words
         return self._decode(max(end, self._start), final=True)
 
     def _update_speaking(self) -> Decision:

@@ -118,9 +118,10 @@ class PausingVad(ScriptedVad):
         return 2.0 < self.samples / SAMPLE_RATE < 3.0
 
 
-def decodes_with_a_pause(config: StreamingConfig) -> tuple[list[tuple[float, list[str]]], ScriptedRecognizer, AsrStream]:
+def decodes_with_a_pause(config: StreamingConfig, vad: ScriptedVad | None = None,
+                         ) -> tuple[list[tuple[float, list[str]]], ScriptedRecognizer, AsrStream]:
     recognizer = ScriptedRecognizer()
-    stream = AsrStream(recognizer, PausingVad(), config)
+    stream = AsrStream(recognizer, vad or PausingVad(), config)
     decodes = []
     for i in range(8):
         stream.push(np.zeros(CHUNK, dtype=np.float32))
@@ -148,11 +149,6 @@ def test_a_pause_decode_that_did_not_hear_the_whole_region_is_not_reused():
             super().__init__()
             self.script = [(0, VadEvent("start", 0.0)), (3 * SAMPLE_RATE, VadEvent("end", 2.9))]
 
-    recognizer = ScriptedRecognizer()
-    stream = AsrStream(recognizer, LateEnd(), StreamingConfig())
-    for _ in range(6):
-        stream.push(np.zeros(CHUNK, dtype=np.float32))
-        if stream.due():
-            stream.update()
+    _, recognizer, stream = decodes_with_a_pause(StreamingConfig(), LateEnd())
     assert recognizer.calls[-2:] == [(2.5, None), (2.9, None)]  # decoded again, up to the region's end
     assert stream.stats.reused_flushes == 0
